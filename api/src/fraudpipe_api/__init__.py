@@ -1,0 +1,1 @@
+"""The fraudpipe API: alerts, decisions, scoring and analyst feedback over HTTP."""

@@ -1,0 +1,143 @@
+"""The stack as a whole: which services run, where their state lives, and their settings."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+from fraudpipe_testing import toolchain
+from fraudpipe_testing.stack import network
+from fraudpipe_testing.stack.process import StackError, alive, stop
+from fraudpipe_testing.stack.services.base import Running, Service
+from fraudpipe_testing.stack.services.controlplane import ControlPlaneService
+from fraudpipe_testing.stack.services.kafka import KafkaService
+from fraudpipe_testing.stack.services.postgres import PostgresService
+from fraudpipe_testing.stack.services.prometheus import PrometheusService
+from fraudpipe_testing.stack.services.redis import RedisService
+from fraudpipe_testing.stack.services.registry import RegistryService
+
+SERVICES: dict[str, Service] = {
+    s.name: s
+    for s in (KafkaService(), RedisService(), PostgresService(), PrometheusService(),
+              RegistryService(), ControlPlaneService())
+}
+SERVICE_NAMES = tuple(SERVICES)
+
+__all__ = ["SERVICE_NAMES", "Stack", "StackError", "default_root"]
+
+
+def default_root() -> Path:
+    # Under /tmp rather than a home directory: PostgreSQL runs as its own user when we are
+    # root and must be able to reach its data directory.
+    return Path(os.environ.get("FRAUDPIPE_STACK_DIR", f"/tmp/fraudpipe-stack-{os.geteuid()}"))
+
+
+class Stack:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or default_root()
+        self.state_file = self.root / "stack.json"
+
+    # -- state ------------------------------------------------------------------------------
+    def _load(self) -> dict[str, Running]:
+        if not self.state_file.exists():
+            return {}
+        raw = json.loads(self.state_file.read_text())
+        return {name: Running(**entry) for name, entry in raw.items()}
+
+    def _save(self, state: dict[str, Running]) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({k: asdict(v) for k, v in state.items()}, indent=2))
+        tmp.chmod(0o600)
+        tmp.replace(self.state_file)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)
+        with (self.root / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    # -- operations -------------------------------------------------------------------------
+    def up(self, names: Iterable[str] = SERVICE_NAMES) -> dict[str, str]:
+        """Start each named service unless it already runs healthy; returns the settings."""
+        wanted = _validated(names)
+        with self._locked():
+            state = self._load()
+            for name in wanted:
+                current = state.get(name)
+                if current and self._is_healthy(current):
+                    continue
+                if current:
+                    self._stop(current)
+                workdir = self.root / name
+                shutil.rmtree(workdir, ignore_errors=True)
+                workdir.mkdir(parents=True)
+                state[name] = SERVICES[name].start(workdir)
+                self._save(state)
+            return self._env(state, wanted)
+
+    def down(self, names: Iterable[str] = SERVICE_NAMES) -> None:
+        wanted = _validated(names)
+        with self._locked():
+            state = self._load()
+            for name in reversed(wanted):
+                if name in state:
+                    self._stop(state.pop(name))
+                    self._save(state)
+
+    def status(self) -> dict[str, str]:
+        state = self._load()
+        report = {}
+        for name in SERVICE_NAMES:
+            running = state.get(name)
+            if running is None:
+                report[name] = "stopped"
+            elif not all(alive(pid) for pid in running.pids):
+                report[name] = "failed (a process died; see logs in " + str(self.root / name) + ")"
+            else:
+                report[name] = "healthy" if self._is_healthy(running) else "unhealthy"
+        return report
+
+    def env(self, names: Iterable[str] = SERVICE_NAMES) -> dict[str, str]:
+        return self._env(self._load(), _validated(names))
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _env(self, state: dict[str, Running], names: list[str]) -> dict[str, str]:
+        env = {"FRAUDPIPE_STACK_DIR": str(self.root)}
+        for name in names:
+            if name in state:
+                env.update(state[name].env)
+        if "controlplane" in state and "controlplane" in names:
+            # Tests only touch a cluster whose KUBECONFIG came from here or was opted in.
+            env["FRAUDPIPE_TEST_KUBECONFIG"] = "1"
+        env["PATH"] = f"{toolchain.bin_dir()}:{os.environ.get('PATH', '')}"
+        return env
+
+    def _is_healthy(self, running: Running) -> bool:
+        if not all(alive(pid) for pid in running.pids):
+            return False
+        try:
+            return SERVICES[running.name].healthy(running)
+        except Exception:  # a health probe that errors means unhealthy, nothing more
+            return False
+
+    @staticmethod
+    def _stop(running: Running) -> None:
+        for pid in reversed(running.pids):
+            stop(pid)
+        network.release_unreachable(list(running.extra.get("routes", [])))
+
+
+def _validated(names: Iterable[str]) -> list[str]:
+    names = list(names)
+    unknown = [n for n in names if n not in SERVICES]
+    if unknown:
+        raise StackError(f"unknown service(s) {unknown}; choose from {', '.join(SERVICE_NAMES)}")
+    return [n for n in SERVICE_NAMES if n in names]

@@ -1,0 +1,173 @@
+"""A real Kubernetes control plane: etcd, kube-apiserver (own CA, service-account keys, RBAC),
+kube-controller-manager and kube-scheduler, with kwok playing the nodes so that pods scheduled
+on them go Running and Ready without containers."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import httpx
+
+from fraudpipe_testing import toolchain
+from fraudpipe_testing.stack import network
+from fraudpipe_testing.stack.pki import CertificateAuthority, service_account_keys, write_kubeconfig
+from fraudpipe_testing.stack.process import Spawned, StackError, free_port, spawn, wait_until
+from fraudpipe_testing.stack.services.base import Running
+
+SERVICE_CIDR = "10.96.0.0/16"
+POD_CIDR = "10.244.0.0/16"
+FAKE_NODES = ("kwok-node-0", "kwok-node-1")
+KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+
+
+def fake_node(name: str) -> dict[str, object]:
+    """A Node that kwok keeps Ready; generous capacity so scheduling never blocks a test."""
+    capacity = {"cpu": "32", "memory": "128Gi", "pods": "110", "ephemeral-storage": "200Gi"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {KWOK_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                       "kubernetes.io/arch": "amd64", "type": "kwok"},
+        },
+        "status": {"allocatable": capacity, "capacity": capacity},
+    }
+
+
+def tls_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca))
+    context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+class ControlPlaneService:
+    name = "controlplane"
+
+    def start(self, workdir: Path) -> Running:
+        pki_dir = workdir / "pki"
+        ca = CertificateAuthority(pki_dir)
+        sa = service_account_keys(pki_dir)
+        etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
+        server = f"https://127.0.0.1:{api_port}"
+        serving = ca.issue(
+            "apiserver", "kube-apiserver", server=True,
+            dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                 "kubernetes.default.svc.cluster.local"),
+            ips=("127.0.0.1", "10.96.0.1"),
+        )
+
+        def kubeconfig(user: str, common_name: str, organization: str | None = None) -> Path:
+            pair = ca.issue(user, common_name, organization=organization)
+            return write_kubeconfig(workdir / f"{user}.kubeconfig", server, ca.pair.cert, pair, user)
+
+        admin = kubeconfig("admin", "fraudpipe-admin", "system:masters")
+        controller_manager = kubeconfig("controller-manager", "system:kube-controller-manager")
+        scheduler = kubeconfig("scheduler", "system:kube-scheduler")
+        routes = network.claim_unreachable([SERVICE_CIDR, POD_CIDR])
+        procs: list[Spawned] = []
+        try:
+            procs.append(self._etcd(workdir, etcd_port, etcd_peer))
+            procs.append(spawn("kube-apiserver", [
+                str(toolchain.find("kube-apiserver")),
+                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}", f"--cert-dir={pki_dir}",
+                f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
+                f"--client-ca-file={ca.pair.cert}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={sa.cert}",
+                f"--service-account-signing-key-file={sa.key}",
+                "--authorization-mode=Node,RBAC", f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allow-privileged=true", "--profiling=false", "--endpoint-reconciler-type=lease",
+            ], workdir / "kube-apiserver.log"))
+            context = tls_context(ca.pair.cert, ca.pair.cert.parent / "admin.crt",
+                                  ca.pair.cert.parent / "admin.key")
+            wait_until(lambda: _get(server, "/readyz", context) == "ok", what="kube-apiserver",
+                       proc=procs[-1], timeout=120, interval=0.5)
+            procs.append(spawn("kube-controller-manager", [
+                str(toolchain.find("kube-controller-manager")),
+                f"--kubeconfig={controller_manager}",
+                f"--authentication-kubeconfig={controller_manager}",
+                f"--authorization-kubeconfig={controller_manager}",
+                "--bind-address=127.0.0.1", f"--secure-port={free_port()}", f"--cert-dir={pki_dir}",
+                f"--service-account-private-key-file={sa.key}", f"--root-ca-file={ca.pair.cert}",
+                f"--cluster-signing-cert-file={ca.pair.cert}",
+                f"--cluster-signing-key-file={ca.pair.key}",
+                "--use-service-account-credentials=true", "--leader-elect=false",
+                f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false",
+            ], workdir / "kube-controller-manager.log"))
+            procs.append(spawn("kube-scheduler", [
+                str(toolchain.find("kube-scheduler")),
+                f"--kubeconfig={scheduler}", f"--authentication-kubeconfig={scheduler}",
+                f"--authorization-kubeconfig={scheduler}", "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}", "--leader-elect=false", "--profiling=false",
+            ], workdir / "kube-scheduler.log"))
+            kwok_config = workdir / "kwok.yaml"
+            kwok_config.write_text("")
+            procs.append(spawn("kwok", [
+                str(toolchain.find("kwok")), f"--kubeconfig={admin}", f"--config={kwok_config}",
+                f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
+                f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1", "--node-lease-duration-seconds=40",
+            ], workdir / "kwok.log"))
+            for node in FAKE_NODES:
+                _post(server, "/api/v1/nodes", fake_node(node), context)
+            running = Running.of(
+                self.name, procs, {"KUBECONFIG": str(admin)},
+                server=server, routes=routes, ca=str(ca.pair.cert),
+                admin_cert=str(ca.pair.cert.parent / "admin.crt"),
+                admin_key=str(ca.pair.cert.parent / "admin.key"),
+            )
+            wait_until(lambda: self.healthy(running), what="control plane (nodes Ready)",
+                       timeout=120, interval=0.5)
+            return running
+        except BaseException:
+            from fraudpipe_testing.stack.process import stop
+
+            for proc in reversed(procs):
+                stop(proc.pid)
+            network.release_unreachable(routes)
+            raise
+
+    def _etcd(self, workdir: Path, port: int, peer: int) -> Spawned:
+        client_url, peer_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{peer}"
+        proc = spawn("etcd", [
+            str(toolchain.find("etcd")), "--name=fraudpipe", f"--data-dir={workdir / 'etcd'}",
+            f"--listen-client-urls={client_url}", f"--advertise-client-urls={client_url}",
+            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=fraudpipe={peer_url}", "--unsafe-no-fsync=true",
+            "--log-level=warn",
+        ], workdir / "etcd.log")
+        wait_until(lambda: '"health":"true"' in httpx.get(f"{client_url}/health", timeout=2).text,
+                   what="etcd", proc=proc, timeout=60)
+        return proc
+
+    def healthy(self, running: Running) -> bool:
+        context = tls_context(Path(running.extra["ca"]), Path(running.extra["admin_cert"]),
+                              Path(running.extra["admin_key"]))
+        server = running.extra["server"]
+        if _get(server, "/readyz", context) != "ok":
+            return False
+        nodes = httpx.get(f"{server}/api/v1/nodes", verify=context, timeout=5).json()["items"]
+        ready = {
+            n["metadata"]["name"]
+            for n in nodes
+            for c in n.get("status", {}).get("conditions", [])
+            if c["type"] == "Ready" and c["status"] == "True"
+        }
+        return set(FAKE_NODES) <= ready
+
+
+def _get(server: str, path: str, context: ssl.SSLContext) -> str:
+    try:
+        return httpx.get(f"{server}{path}", verify=context, timeout=5).text
+    except httpx.HTTPError:
+        return ""
+
+
+def _post(server: str, path: str, body: dict[str, object], context: ssl.SSLContext) -> None:
+    response = httpx.post(f"{server}{path}", json=body, verify=context, timeout=10)
+    if response.status_code not in (200, 201, 409):
+        raise StackError(f"control plane: POST {path} answered {response.status_code}: {response.text}")

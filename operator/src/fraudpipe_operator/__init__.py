@@ -1,0 +1,1 @@
+"""The fraudpipe operator: reconciles FraudPipeline resources into a running pipeline."""

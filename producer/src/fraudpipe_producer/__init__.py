@@ -1,0 +1,1 @@
+"""The fraudpipe producer: synthetic and replayed traffic for transactions.v1."""

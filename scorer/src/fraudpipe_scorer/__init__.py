@@ -1,0 +1,1 @@
+"""The fraudpipe scorer: consumes transactions.v1 and emits APPROVE/FLAG/BLOCK decisions."""

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class StackError(RuntimeError):
@@ -142,3 +147,10 @@ def wait_until(
     detail = f" (last probe error: {last_error})" if last_error else ""
     tail = f"\nLog {proc.log}:\n{log_tail(proc.log)}" if proc else ""
     raise StackError(f"{what}: not ready after {timeout:.0f}s{detail}{tail}")
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from synchronous code, even when the calling thread
+    already runs an event loop (pytest-asyncio sets fixtures up inside one)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 
 from fraudpipe_testing import toolchain
-from fraudpipe_testing.stack.process import StackError, free_port, spawn, wait_until
+from fraudpipe_testing.stack.process import StackError, free_port, run_async, spawn, wait_until
 from fraudpipe_testing.stack.services.base import Running
 
 LOG4J2 = """\
@@ -92,7 +91,7 @@ class KafkaService:
         return running
 
     def healthy(self, running: Running) -> bool:
-        return asyncio.run(_broker_count(running.env["KAFKA_BOOTSTRAP_SERVERS"])) >= 1
+        return run_async(_broker_count(running.env["KAFKA_BOOTSTRAP_SERVERS"])) >= 1
 
 
 async def _broker_count(bootstrap: str) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import pwd
 import shutil
@@ -12,7 +11,7 @@ from pathlib import Path
 import asyncpg
 
 from fraudpipe_testing import toolchain
-from fraudpipe_testing.stack.process import StackError, free_port, spawn, wait_until
+from fraudpipe_testing.stack.process import StackError, free_port, run_async, spawn, wait_until
 from fraudpipe_testing.stack.services.base import Running, generated_password
 
 DATABASE = "fraudpipe"
@@ -89,4 +88,4 @@ def _query(url: str, sql: str) -> object:
         finally:
             await conn.close()
 
-    return asyncio.run(run())
+    return run_async(run())

@@ -84,13 +84,32 @@ go_install_tool() {
   link_tool "$name" "$dest/bin/$name"
 }
 
+# kwok simulates nothing without Stage definitions (how nodes heartbeat, how pods go from
+# Pending to Running and away). The kwok module ships its standard ones; we concatenate the
+# fast node start, lease heartbeats and the general pod lifecycle into one config file.
+KWOK_STAGE_SETS=(node/fast node/heartbeat-with-lease pod/general)
+
 build_kwok() {
-  local existing
-  if [[ ! -x "$FRAUDPIPE_CACHE/kwok-$KWOK_VERSION/bin/kwok" ]] && existing="$(find_existing kwok "$(minor_of "$KWOK_VERSION")" --version)"; then
-    log "kwok: using $existing"; link_tool kwok "$existing"; return 0
+  local dest="$FRAUDPIPE_CACHE/kwok-$KWOK_VERSION" existing
+  if [[ ! -x "$dest/bin/kwok" ]] && existing="$(find_existing kwok "$(minor_of "$KWOK_VERSION")" --version)"; then
+    log "kwok: using $existing"; link_tool kwok "$existing"
+  else
+    go_install_tool kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" \
+      "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
   fi
-  go_install_tool kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" \
-    "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+  if [[ ! -s "$dest/stages.yaml" ]]; then
+    go_env
+    local module set file
+    module="$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')" \
+      || die kwok "download sigs.k8s.io/kwok@$KWOK_VERSION for its stage definitions" "check GOPROXY"
+    mkdir -p "$dest"
+    for set in "${KWOK_STAGE_SETS[@]}"; do
+      for file in $(sed -n 's/^- //p' "$module/kustomize/stage/$set/kustomization.yaml"); do
+        echo "---"; cat "$module/kustomize/stage/$set/$file"
+      done
+    done >"$dest/stages.yaml.tmp" && mv "$dest/stages.yaml.tmp" "$dest/stages.yaml"
+  fi
+  ln -sfn "$dest/stages.yaml" "$FRAUDPIPE_CACHE/kwok-stages.yaml"
 }
 
 build_helm() {

@@ -75,14 +75,20 @@ class Descriptor:
     annotations: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        body: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": self.size,
+        }
         if self.annotations:
             body["annotations"] = self.annotations
         return body
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Descriptor:
-        return cls(body["mediaType"], body["digest"], int(body["size"]), body.get("annotations", {}))
+        return cls(
+            body["mediaType"], body["digest"], int(body["size"]), body.get("annotations", {})
+        )
 
 
 @dataclass(frozen=True)
@@ -92,11 +98,15 @@ class Blob:
     annotations: dict[str, str] = field(default_factory=dict)
 
     def descriptor(self) -> Descriptor:
-        return Descriptor(self.media_type, sha256_digest(self.data), len(self.data), self.annotations)
+        return Descriptor(
+            self.media_type, sha256_digest(self.data), len(self.data), self.annotations
+        )
 
 
 def is_loopback(registry: str) -> bool:
-    host = registry.rsplit(":", 1)[0] if not registry.startswith("[") else registry[1:].split("]")[0]
+    host = (
+        registry.rsplit(":", 1)[0] if not registry.startswith("[") else registry[1:].split("]")[0]
+    )
     if host == "localhost":
         return True
     try:
@@ -109,7 +119,9 @@ class OciClient:
     """Talks to one registry. Plain HTTP only for loopback registries (or when asked)."""
 
     def __init__(self, registry: str, *, plain_http: bool | None = None, timeout: float = 30.0):
-        scheme = "http" if (is_loopback(registry) if plain_http is None else plain_http) else "https"
+        scheme = (
+            "http" if (is_loopback(registry) if plain_http is None else plain_http) else "https"
+        )
         self.registry = registry
         self._http = httpx.AsyncClient(base_url=f"{scheme}://{registry}/v2", timeout=timeout)
 
@@ -132,15 +144,21 @@ class OciClient:
         location = start.headers["Location"]
         sep = "&" if "?" in location else "?"
         put = await self._http.put(
-            f"{location}{sep}digest={desc.digest}", content=blob.data,
+            f"{location}{sep}digest={desc.digest}",
+            content=blob.data,
             headers={"Content-Type": "application/octet-stream"},
         )
         _expect(put, 201, f"upload blob {desc.digest} to {repository}")
         return desc
 
     async def push_artifact(
-        self, repository: str, artifact_type: str, layers: list[Blob], *,
-        config: Blob | None = None, tag: str | None = None,
+        self,
+        repository: str,
+        artifact_type: str,
+        layers: list[Blob],
+        *,
+        config: Blob | None = None,
+        tag: str | None = None,
         annotations: dict[str, str] | None = None,
     ) -> Reference:
         """Push blobs and an OCI image manifest; returns the digest-pinned reference."""
@@ -159,7 +177,8 @@ class OciClient:
         body = orjson.dumps(manifest)
         digest = sha256_digest(body)
         put = await self._http.put(
-            f"/{repository}/manifests/{tag or digest}", content=body,
+            f"/{repository}/manifests/{tag or digest}",
+            content=body,
             headers={"Content-Type": OCI_MANIFEST},
         )
         _expect(put, 201, f"push manifest to {repository}")

@@ -200,7 +200,7 @@ def kube_client(kubeconfig: str) -> Iterator[object]:
     """A `kubernetes.client.ApiClient` for the test cluster (admin credentials)."""
     from kubernetes import config
 
-    client = config.new_client_from_config(config_file=kubeconfig)
+    client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
     yield client
     client.close()
 
@@ -212,6 +212,9 @@ def k8s_namespace(kube_client: object) -> Iterator[str]:
 
     core = client.CoreV1Api(kube_client)
     name = unique("test")
-    core.create_namespace({"metadata": {"name": name, "labels": {"fraudpipe.io/test": "true"}}})
+    labels = {"fraudpipe.io/test": "true"}
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
+    )
     yield name
     core.delete_namespace(name, propagation_policy="Background")

@@ -79,8 +79,18 @@ def postgres_bin_dir() -> Path:
         provision("apt")
     majors = sorted(versions_dir.iterdir(), key=lambda p: int(p.name), reverse=True)
     if not majors:
-        raise ToolchainError("postgresql: no server under /usr/lib/postgresql; run hack/provision apt")
+        raise ToolchainError(
+            "postgresql: no server under /usr/lib/postgresql; run hack/provision apt"
+        )
     return majors[0] / "bin"
+
+
+def kwok_stages() -> Path:
+    """The Stage definitions kwok runs with (copied from the pinned kwok module)."""
+    stages = cache_dir() / "kwok-stages.yaml"
+    if not stages.exists():
+        provision("kwok")
+    return stages
 
 
 def kafka_home() -> Path:

@@ -1,9 +1,9 @@
 """`hack/stack` / `fraudpipe-stack`: manage the local stack from a shell.
 
-    hack/stack up [SERVICE...]      start (or keep) services, print their settings
-    hack/stack down [SERVICE...]    stop services; no process is left behind
-    hack/stack status               one line per service: healthy, unhealthy, failed, stopped
-    hack/stack env [SERVICE...]     `export` lines: eval "$(hack/stack env)"
+hack/stack up [SERVICE...]      start (or keep) services, print their settings
+hack/stack down [SERVICE...]    stop services; no process is left behind
+hack/stack status               one line per service: healthy, unhealthy, failed, stopped
+hack/stack env [SERVICE...]     `export` lines: eval "$(hack/stack env)"
 """
 
 from __future__ import annotations
@@ -20,11 +20,16 @@ def _exports(env: dict[str, str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hack/stack", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="hack/stack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=["up", "down", "status", "env"])
-    parser.add_argument("services", nargs="*", metavar="SERVICE",
-                        help=f"any of: {', '.join(SERVICE_NAMES)} (default: all)")
+    parser.add_argument(
+        "services",
+        nargs="*",
+        metavar="SERVICE",
+        help=f"any of: {', '.join(SERVICE_NAMES)} (default: all)",
+    )
     args = parser.parse_args(argv)
     names = args.services or list(SERVICE_NAMES)
     stack = Stack()
@@ -32,8 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "up":
             env = stack.up(names)
             print(_exports(env))
-            print(f"# stack up in {stack.root}; load it with: eval \"$(hack/stack env)\"",
-                  file=sys.stderr)
+            print(
+                f'# stack up in {stack.root}; load it with: eval "$(hack/stack env)"',
+                file=sys.stderr,
+            )
         elif args.command == "down":
             stack.down(names)
         elif args.command == "env":

@@ -24,8 +24,14 @@ from fraudpipe_testing.stack.services.registry import RegistryService
 
 SERVICES: dict[str, Service] = {
     s.name: s
-    for s in (KafkaService(), RedisService(), PostgresService(), PrometheusService(),
-              RegistryService(), ControlPlaneService())
+    for s in (
+        KafkaService(),
+        RedisService(),
+        PostgresService(),
+        PrometheusService(),
+        RegistryService(),
+        ControlPlaneService(),
+    )
 }
 SERVICE_NAMES = tuple(SERVICES)
 
@@ -35,7 +41,8 @@ __all__ = ["SERVICE_NAMES", "Stack", "StackError", "default_root"]
 def default_root() -> Path:
     # Under /tmp rather than a home directory: PostgreSQL runs as its own user when we are
     # root and must be able to reach its data directory.
-    return Path(os.environ.get("FRAUDPIPE_STACK_DIR", f"/tmp/fraudpipe-stack-{os.geteuid()}"))
+    fallback = f"/tmp/fraudpipe-stack-{os.geteuid()}"  # noqa: S108 (see above)
+    return Path(os.environ.get("FRAUDPIPE_STACK_DIR", fallback))
 
 
 class Stack:

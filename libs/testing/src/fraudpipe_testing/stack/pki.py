@@ -23,9 +23,13 @@ class KeyPair:
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> None:
-    path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ))
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     path.chmod(0o600)
 
 
@@ -52,10 +56,17 @@ class CertificateAuthority:
             .not_valid_after(now + VALIDITY)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
-                x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                              content_commitment=False, key_encipherment=False,
-                              data_encipherment=False, key_agreement=False,
-                              encipher_only=False, decipher_only=False),
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
                 critical=True,
             )
             .sign(self.key, hashes.SHA256())
@@ -65,8 +76,14 @@ class CertificateAuthority:
         _write_key(self.pair.key, self.key)
 
     def issue(
-        self, name: str, common_name: str, *, organization: str | None = None,
-        dns: tuple[str, ...] = (), ips: tuple[str, ...] = (), server: bool = False,
+        self,
+        name: str,
+        common_name: str,
+        *,
+        organization: str | None = None,
+        dns: tuple[str, ...] = (),
+        ips: tuple[str, ...] = (),
+        server: bool = False,
     ) -> KeyPair:
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
@@ -97,24 +114,45 @@ def service_account_keys(directory: Path) -> KeyPair:
     """The key pair that signs and verifies service-account tokens."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pair = KeyPair(directory / "sa.pub", directory / "sa.key")
-    pair.cert.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ))
+    pair.cert.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     _write_key(pair.key, key)
     return pair
 
 
 def write_kubeconfig(path: Path, server: str, ca: Path, client: KeyPair, user: str) -> Path:
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "fraudpipe-local",
-                      "cluster": {"server": server, "certificate-authority": str(ca)}}],
-        "users": [{"name": user,
-                   "user": {"client-certificate": str(client.cert), "client-key": str(client.key)}}],
-        "contexts": [{"name": "fraudpipe-local",
-                      "context": {"cluster": "fraudpipe-local", "user": user}}],
-        "current-context": "fraudpipe-local",
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "fraudpipe-local",
+                        "cluster": {"server": server, "certificate-authority": str(ca)},
+                    }
+                ],
+                "users": [
+                    {
+                        "name": user,
+                        "user": {
+                            "client-certificate": str(client.cert),
+                            "client-key": str(client.key),
+                        },
+                    }
+                ],
+                "contexts": [
+                    {
+                        "name": "fraudpipe-local",
+                        "context": {"cluster": "fraudpipe-local", "user": user},
+                    }
+                ],
+                "current-context": "fraudpipe-local",
+            }
+        )
+    )
     path.chmod(0o600)
     return path

@@ -12,7 +12,16 @@ import httpx
 from fraudpipe_testing import toolchain
 from fraudpipe_testing.stack import network
 from fraudpipe_testing.stack.pki import CertificateAuthority, service_account_keys, write_kubeconfig
-from fraudpipe_testing.stack.process import Spawned, StackError, free_port, spawn, wait_until
+from fraudpipe_testing.stack.process import (
+    Spawned,
+    StackError,
+    alive,
+    free_port,
+    log_tail,
+    spawn,
+    stop,
+    wait_until,
+)
 from fraudpipe_testing.stack.services.base import Running
 
 SERVICE_CIDR = "10.96.0.0/16"
@@ -30,8 +39,12 @@ def fake_node(name: str) -> dict[str, object]:
         "metadata": {
             "name": name,
             "annotations": {KWOK_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
-            "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                       "kubernetes.io/arch": "amd64", "type": "kwok"},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+            },
         },
         "status": {"allocatable": capacity, "capacity": capacity},
     }
@@ -53,15 +66,24 @@ class ControlPlaneService:
         etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
         server = f"https://127.0.0.1:{api_port}"
         serving = ca.issue(
-            "apiserver", "kube-apiserver", server=True,
-            dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                 "kubernetes.default.svc.cluster.local"),
+            "apiserver",
+            "kube-apiserver",
+            server=True,
+            dns=(
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ),
             ips=("127.0.0.1", "10.96.0.1"),
         )
 
         def kubeconfig(user: str, common_name: str, organization: str | None = None) -> Path:
             pair = ca.issue(user, common_name, organization=organization)
-            return write_kubeconfig(workdir / f"{user}.kubeconfig", server, ca.pair.cert, pair, user)
+            return write_kubeconfig(
+                workdir / f"{user}.kubeconfig", server, ca.pair.cert, pair, user
+            )
 
         admin = kubeconfig("admin", "fraudpipe-admin", "system:masters")
         controller_manager = kubeconfig("controller-manager", "system:kube-controller-manager")
@@ -70,62 +92,121 @@ class ControlPlaneService:
         procs: list[Spawned] = []
         try:
             procs.append(self._etcd(workdir, etcd_port, etcd_peer))
-            procs.append(spawn("kube-apiserver", [
-                str(toolchain.find("kube-apiserver")),
-                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-                f"--secure-port={api_port}", f"--cert-dir={pki_dir}",
-                f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
-                f"--client-ca-file={ca.pair.cert}",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-account-key-file={sa.cert}",
-                f"--service-account-signing-key-file={sa.key}",
-                "--authorization-mode=Node,RBAC", f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--allow-privileged=true", "--profiling=false", "--endpoint-reconciler-type=lease",
-            ], workdir / "kube-apiserver.log"))
-            context = tls_context(ca.pair.cert, ca.pair.cert.parent / "admin.crt",
-                                  ca.pair.cert.parent / "admin.key")
-            wait_until(lambda: _get(server, "/readyz", context) == "ok", what="kube-apiserver",
-                       proc=procs[-1], timeout=120, interval=0.5)
-            procs.append(spawn("kube-controller-manager", [
-                str(toolchain.find("kube-controller-manager")),
-                f"--kubeconfig={controller_manager}",
-                f"--authentication-kubeconfig={controller_manager}",
-                f"--authorization-kubeconfig={controller_manager}",
-                "--bind-address=127.0.0.1", f"--secure-port={free_port()}", f"--cert-dir={pki_dir}",
-                f"--service-account-private-key-file={sa.key}", f"--root-ca-file={ca.pair.cert}",
-                f"--cluster-signing-cert-file={ca.pair.cert}",
-                f"--cluster-signing-key-file={ca.pair.key}",
-                "--use-service-account-credentials=true", "--leader-elect=false",
-                f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false",
-            ], workdir / "kube-controller-manager.log"))
-            procs.append(spawn("kube-scheduler", [
-                str(toolchain.find("kube-scheduler")),
-                f"--kubeconfig={scheduler}", f"--authentication-kubeconfig={scheduler}",
-                f"--authorization-kubeconfig={scheduler}", "--bind-address=127.0.0.1",
-                f"--secure-port={free_port()}", "--leader-elect=false", "--profiling=false",
-            ], workdir / "kube-scheduler.log"))
-            kwok_config = workdir / "kwok.yaml"
-            kwok_config.write_text("")
-            procs.append(spawn("kwok", [
-                str(toolchain.find("kwok")), f"--kubeconfig={admin}", f"--config={kwok_config}",
-                f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
-                f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1", "--node-lease-duration-seconds=40",
-            ], workdir / "kwok.log"))
+            procs.append(
+                spawn(
+                    "kube-apiserver",
+                    [
+                        str(toolchain.find("kube-apiserver")),
+                        f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                        "--bind-address=127.0.0.1",
+                        "--advertise-address=127.0.0.1",
+                        f"--secure-port={api_port}",
+                        f"--cert-dir={pki_dir}",
+                        f"--tls-cert-file={serving.cert}",
+                        f"--tls-private-key-file={serving.key}",
+                        f"--client-ca-file={ca.pair.cert}",
+                        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                        f"--service-account-key-file={sa.cert}",
+                        f"--service-account-signing-key-file={sa.key}",
+                        "--authorization-mode=Node,RBAC",
+                        f"--service-cluster-ip-range={SERVICE_CIDR}",
+                        "--allow-privileged=true",
+                        "--profiling=false",
+                        # The `kubernetes` Service cannot point at a loopback address, and
+                        # nothing in this cluster reaches the API through it.
+                        "--endpoint-reconciler-type=none",
+                    ],
+                    workdir / "kube-apiserver.log",
+                )
+            )
+            context = tls_context(
+                ca.pair.cert, ca.pair.cert.parent / "admin.crt", ca.pair.cert.parent / "admin.key"
+            )
+            wait_until(
+                lambda: _get(server, "/readyz", context) == "ok",
+                what="kube-apiserver",
+                proc=procs[-1],
+                timeout=120,
+                interval=0.5,
+            )
+            procs.append(
+                spawn(
+                    "kube-controller-manager",
+                    [
+                        str(toolchain.find("kube-controller-manager")),
+                        f"--kubeconfig={controller_manager}",
+                        f"--authentication-kubeconfig={controller_manager}",
+                        f"--authorization-kubeconfig={controller_manager}",
+                        "--bind-address=127.0.0.1",
+                        f"--secure-port={free_port()}",
+                        f"--cert-dir={pki_dir}",
+                        f"--service-account-private-key-file={sa.key}",
+                        f"--root-ca-file={ca.pair.cert}",
+                        f"--cluster-signing-cert-file={ca.pair.cert}",
+                        f"--cluster-signing-key-file={ca.pair.key}",
+                        "--use-service-account-credentials=true",
+                        "--leader-elect=false",
+                        f"--service-cluster-ip-range={SERVICE_CIDR}",
+                        "--profiling=false",
+                    ],
+                    workdir / "kube-controller-manager.log",
+                )
+            )
+            procs.append(
+                spawn(
+                    "kube-scheduler",
+                    [
+                        str(toolchain.find("kube-scheduler")),
+                        f"--kubeconfig={scheduler}",
+                        f"--authentication-kubeconfig={scheduler}",
+                        f"--authorization-kubeconfig={scheduler}",
+                        "--bind-address=127.0.0.1",
+                        f"--secure-port={free_port()}",
+                        "--leader-elect=false",
+                        "--profiling=false",
+                    ],
+                    workdir / "kube-scheduler.log",
+                )
+            )
+            procs.append(
+                spawn(
+                    "kwok",
+                    [
+                        str(toolchain.find("kwok")),
+                        f"--kubeconfig={admin}",
+                        f"--config={toolchain.kwok_stages()}",
+                        f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
+                        f"--cidr={POD_CIDR}",
+                        "--node-ip=127.0.0.1",
+                        "--node-lease-duration-seconds=40",
+                    ],
+                    workdir / "kwok.log",
+                )
+            )
             for node in FAKE_NODES:
                 _post(server, "/api/v1/nodes", fake_node(node), context)
             running = Running.of(
-                self.name, procs, {"KUBECONFIG": str(admin)},
-                server=server, routes=routes, ca=str(ca.pair.cert),
+                self.name,
+                procs,
+                {"KUBECONFIG": str(admin)},
+                server=server,
+                routes=routes,
+                ca=str(ca.pair.cert),
                 admin_cert=str(ca.pair.cert.parent / "admin.crt"),
                 admin_key=str(ca.pair.cert.parent / "admin.key"),
             )
-            wait_until(lambda: self.healthy(running), what="control plane (nodes Ready)",
-                       timeout=120, interval=0.5)
+            wait_until(
+                lambda: _any_exited(procs) is not None or self.healthy(running),
+                what="control plane (nodes Ready)",
+                timeout=120,
+                interval=0.5,
+            )
+            if dead := _any_exited(procs):
+                raise StackError(
+                    f"control plane: {dead.name} exited. Log {dead.log}:\n{log_tail(dead.log)}"
+                )
             return running
         except BaseException:
-            from fraudpipe_testing.stack.process import stop
-
             for proc in reversed(procs):
                 stop(proc.pid)
             network.release_unreachable(routes)
@@ -133,20 +214,36 @@ class ControlPlaneService:
 
     def _etcd(self, workdir: Path, port: int, peer: int) -> Spawned:
         client_url, peer_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{peer}"
-        proc = spawn("etcd", [
-            str(toolchain.find("etcd")), "--name=fraudpipe", f"--data-dir={workdir / 'etcd'}",
-            f"--listen-client-urls={client_url}", f"--advertise-client-urls={client_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=fraudpipe={peer_url}", "--unsafe-no-fsync=true",
-            "--log-level=warn",
-        ], workdir / "etcd.log")
-        wait_until(lambda: '"health":"true"' in httpx.get(f"{client_url}/health", timeout=2).text,
-                   what="etcd", proc=proc, timeout=60)
+        proc = spawn(
+            "etcd",
+            [
+                str(toolchain.find("etcd")),
+                "--name=fraudpipe",
+                f"--data-dir={workdir / 'etcd'}",
+                f"--listen-client-urls={client_url}",
+                f"--advertise-client-urls={client_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=fraudpipe={peer_url}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+            workdir / "etcd.log",
+        )
+        wait_until(
+            lambda: '"health":"true"' in httpx.get(f"{client_url}/health", timeout=2).text,
+            what="etcd",
+            proc=proc,
+            timeout=60,
+        )
         return proc
 
     def healthy(self, running: Running) -> bool:
-        context = tls_context(Path(running.extra["ca"]), Path(running.extra["admin_cert"]),
-                              Path(running.extra["admin_key"]))
+        context = tls_context(
+            Path(running.extra["ca"]),
+            Path(running.extra["admin_cert"]),
+            Path(running.extra["admin_key"]),
+        )
         server = running.extra["server"]
         if _get(server, "/readyz", context) != "ok":
             return False
@@ -160,6 +257,14 @@ class ControlPlaneService:
         return set(FAKE_NODES) <= ready
 
 
+def _any_exited(procs: list[Spawned]) -> Spawned | None:
+    return next((p for p in procs if not alive(p.pid)), None)
+
+
+def _any_exited(procs: list[Spawned]) -> Spawned | None:
+    return next((p for p in procs if not alive(p.pid)), None)
+
+
 def _get(server: str, path: str, context: ssl.SSLContext) -> str:
     try:
         return httpx.get(f"{server}{path}", verify=context, timeout=5).text
@@ -170,4 +275,6 @@ def _get(server: str, path: str, context: ssl.SSLContext) -> str:
 def _post(server: str, path: str, body: dict[str, object], context: ssl.SSLContext) -> None:
     response = httpx.post(f"{server}{path}", json=body, verify=context, timeout=10)
     if response.status_code not in (200, 201, 409):
-        raise StackError(f"control plane: POST {path} answered {response.status_code}: {response.text}")
+        raise StackError(
+            f"control plane: POST {path} answered {response.status_code}: {response.text}"
+        )

@@ -55,9 +55,15 @@ group.initial.rebalance.delay.ms=0
 
 def java_command(home: Path, main: str, *args: str, heap: str = "1g") -> list[str]:
     return [
-        str(toolchain.find("java")), f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        str(toolchain.find("java")),
+        f"-Xmx{heap}",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile=file:{home / 'log4j2.properties'}",
-        "-cp", f"{home / 'libs'}/*", main, *args,
+        "-cp",
+        f"{home / 'libs'}/*",
+        main,
+        *args,
     ]
 
 
@@ -76,18 +82,32 @@ class KafkaService:
         (workdir / "libs").symlink_to(kafka / "libs")
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         fmt = subprocess.run(
-            java_command(workdir, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                         "-c", str(config), heap="256m"),
-            capture_output=True, text=True, check=False,
+            java_command(
+                workdir,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(config),
+                heap="256m",
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if fmt.returncode != 0:
             raise StackError(f"kafka: storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
         proc = spawn(
-            self.name, java_command(workdir, "kafka.Kafka", str(config)), workdir / "kafka.log",
+            self.name,
+            java_command(workdir, "kafka.Kafka", str(config)),
+            workdir / "kafka.log",
             env={"KAFKA_HEAP_OPTS": ""},
         )
         running = Running.of(self.name, [proc], {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"})
-        wait_until(lambda: self.healthy(running), what="kafka", proc=proc, timeout=120, interval=0.5)
+        wait_until(
+            lambda: self.healthy(running), what="kafka", proc=proc, timeout=120, interval=0.5
+        )
         return running
 
     def healthy(self, running: Running) -> bool:

@@ -25,7 +25,9 @@ def _server_user() -> str | None:
     try:
         return pwd.getpwnam("postgres").pw_name
     except KeyError as exc:
-        raise StackError("postgres: running as root needs a `postgres` user (apt-get install postgresql)") from exc
+        raise StackError(
+            "postgres: running as root needs a `postgres` user (apt-get install postgresql)"
+        ) from exc
 
 
 class PostgresService:
@@ -46,9 +48,24 @@ class PostgresService:
             shutil.chown(pwfile, user, user)
         pwfile.chmod(0o600)
         initdb = subprocess.run(
-            [str(bindir / "initdb"), "-D", str(data), "-U", SUPERUSER, f"--pwfile={pwfile}",
-             "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions"],
-            capture_output=True, text=True, user=user, group=user, extra_groups=[] if user else None,
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                SUPERUSER,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-instructions",
+            ],
+            capture_output=True,
+            text=True,
+            user=user,
+            group=user,
+            extra_groups=[] if user else None,
             check=False,
         )
         pwfile.unlink()
@@ -57,18 +74,36 @@ class PostgresService:
         # fsync and friends are off: this cluster is scratch space for tests, not a store.
         proc = spawn(
             self.name,
-            [str(bindir / "postgres"), "-D", str(data), "-p", str(port),
-             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={workdir}",
-             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-             "-c", "max_connections=200"],
+            [
+                str(bindir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={workdir}",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ],
             workdir / "postgres.log",
             user=user,
         )
         admin_url = f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{port}/postgres"
-        wait_until(lambda: _query(admin_url, "SELECT 1") == 1, what="postgres", proc=proc, timeout=60)
+        wait_until(
+            lambda: _query(admin_url, "SELECT 1") == 1, what="postgres", proc=proc, timeout=60
+        )
         _query(admin_url, f"CREATE DATABASE {DATABASE}")
         running = Running.of(
-            self.name, [proc],
+            self.name,
+            [proc],
             {"DATABASE_URL": f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{port}/{DATABASE}"},
         )
         return running

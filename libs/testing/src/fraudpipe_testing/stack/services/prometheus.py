@@ -22,7 +22,10 @@ def prometheus_config(port: int, targets: Path, rules: Path) -> dict[str, object
             {
                 "job_name": "file_sd",
                 "file_sd_configs": [
-                    {"files": [str(targets / "*.json"), str(targets / "*.yaml")], "refresh_interval": "1s"}
+                    {
+                        "files": [str(targets / "*.json"), str(targets / "*.yaml")],
+                        "refresh_interval": "1s",
+                    }
                 ],
             },
         ],
@@ -41,21 +44,32 @@ class PrometheusService:
         config.write_text(yaml.safe_dump(prometheus_config(port, targets, rules)))
         proc = spawn(
             self.name,
-            [str(toolchain.find("prometheus")), f"--config.file={config}",
-             f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-             "--web.enable-lifecycle", "--storage.tsdb.retention.time=1d"],
+            [
+                str(toolchain.find("prometheus")),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--web.enable-lifecycle",
+                "--storage.tsdb.retention.time=1d",
+            ],
             workdir / "prometheus.log",
         )
         running = Running.of(
-            self.name, [proc],
-            {"PROMETHEUS_URL": f"http://127.0.0.1:{port}", "PROMETHEUS_TARGETS_DIR": str(targets),
-             "PROMETHEUS_RULES_DIR": str(rules)},
+            self.name,
+            [proc],
+            {
+                "PROMETHEUS_URL": f"http://127.0.0.1:{port}",
+                "PROMETHEUS_TARGETS_DIR": str(targets),
+                "PROMETHEUS_RULES_DIR": str(rules),
+            },
         )
         wait_until(lambda: self.healthy(running), what="prometheus", proc=proc, timeout=60)
         return running
 
     def healthy(self, running: Running) -> bool:
         try:
-            return httpx.get(f"{running.env['PROMETHEUS_URL']}/-/ready", timeout=2).status_code == 200
+            return (
+                httpx.get(f"{running.env['PROMETHEUS_URL']}/-/ready", timeout=2).status_code == 200
+            )
         except httpx.HTTPError:
             return False

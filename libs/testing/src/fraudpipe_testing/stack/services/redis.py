@@ -23,7 +23,9 @@ class RedisService:
             f'save ""\nrequirepass {password}\nprotected-mode yes\ndaemonize no\n'
         )
         conf.chmod(0o600)
-        proc = spawn(self.name, [str(toolchain.find("redis-server")), str(conf)], workdir / "redis.log")
+        proc = spawn(
+            self.name, [str(toolchain.find("redis-server")), str(conf)], workdir / "redis.log"
+        )
         running = Running.of(
             self.name, [proc], {"REDIS_URL": f"redis://:{password}@127.0.0.1:{port}/0"}
         )

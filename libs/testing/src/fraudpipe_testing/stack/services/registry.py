@@ -20,15 +20,22 @@ class RegistryService:
         port = free_port()
         (workdir / "data").mkdir(parents=True, exist_ok=True)
         config = workdir / "config.yml"
-        config.write_text(yaml.safe_dump({
-            "version": 0.1,
-            "log": {"level": "info"},
-            "storage": {"filesystem": {"rootdirectory": str(workdir / "data")},
-                        "delete": {"enabled": True}},
-            "http": {"addr": f"127.0.0.1:{port}", "secret": secrets.token_hex(16)},
-        }))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "version": 0.1,
+                    "log": {"level": "info"},
+                    "storage": {
+                        "filesystem": {"rootdirectory": str(workdir / "data")},
+                        "delete": {"enabled": True},
+                    },
+                    "http": {"addr": f"127.0.0.1:{port}", "secret": secrets.token_hex(16)},
+                }
+            )
+        )
         proc = spawn(
-            self.name, [str(toolchain.find("docker-registry")), "serve", str(config)],
+            self.name,
+            [str(toolchain.find("docker-registry")), "serve", str(config)],
             workdir / "registry.log",
         )
         running = Running.of(self.name, [proc], {"OCI_REGISTRY": f"127.0.0.1:{port}"})
@@ -37,6 +44,8 @@ class RegistryService:
 
     def healthy(self, running: Running) -> bool:
         try:
-            return httpx.get(f"http://{running.env['OCI_REGISTRY']}/v2/", timeout=2).status_code == 200
+            return (
+                httpx.get(f"http://{running.env['OCI_REGISTRY']}/v2/", timeout=2).status_code == 200
+            )
         except httpx.HTTPError:
             return False

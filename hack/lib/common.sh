@@ -3,8 +3,12 @@ set -euo pipefail
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REPO_ROOT="$(cd "$HACK_DIR/.." && pwd)"
-# shellcheck source=../versions.env
-source "$HACK_DIR/versions.env"
+# Pins come from versions.env; a variable already set in the environment wins, so a
+# developer can try another version without editing the file (KAFKA_VERSION=4.2.0 hack/provision).
+while IFS='=' read -r key value; do
+  [[ "$key" =~ ^[A-Z0-9_]+$ ]] || continue
+  [[ -n "${!key:-}" ]] || export "$key=$value"
+done <"$HACK_DIR/versions.env"
 
 FRAUDPIPE_CACHE="${FRAUDPIPE_CACHE:-$HOME/.cache/fraudpipe}"
 FRAUDPIPE_BIN="$FRAUDPIPE_CACHE/bin"

@@ -26,13 +26,14 @@ def bin_dir() -> Path:
 
 @cache
 def versions() -> dict[str, str]:
-    """The pins in hack/versions.env (the one file every cache key derives from)."""
+    """The pins in hack/versions.env (the one file every cache key derives from); as in
+    hack/provision, a variable set in the environment overrides its pin."""
     pins: dict[str, str] = {}
     for line in (HACK_DIR / "versions.env").read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#") and "=" in line:
             key, _, value = line.partition("=")
-            pins[key] = value
+            pins[key] = os.environ.get(key) or value
     return pins
 
 

@@ -261,10 +261,6 @@ def _any_exited(procs: list[Spawned]) -> Spawned | None:
     return next((p for p in procs if not alive(p.pid)), None)
 
 
-def _any_exited(procs: list[Spawned]) -> Spawned | None:
-    return next((p for p in procs if not alive(p.pid)), None)
-
-
 def _get(server: str, path: str, context: ssl.SSLContext) -> str:
     try:
         return httpx.get(f"{server}{path}", verify=context, timeout=5).text

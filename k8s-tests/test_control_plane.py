@@ -138,7 +138,7 @@ def test_deployment_pods_become_ready_on_kwok_nodes(kube_client: Any, k8s_namesp
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
-                        "containers": [{"name": "app", "image": "fraudpipe/smoke:never-pulled"}]
+                        "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]
                     },
                 },
             },
@@ -157,5 +157,11 @@ def test_deployment_pods_become_ready_on_kwok_nodes(kube_client: Any, k8s_namesp
     pods = core.list_namespaced_pod(k8s_namespace, label_selector="app=smoke").items
     assert len(pods) == 3
     assert all(p.status.phase == "Running" for p in pods)
-    assert {p.spec.node_name for p in pods} <= {"kwok-node-0", "kwok-node-1"}
+    ready_nodes = {
+        n.metadata.name
+        for n in core.list_node().items
+        for c in n.status.conditions or []
+        if c.type == "Ready" and c.status == "True"
+    }
+    assert {p.spec.node_name for p in pods} <= ready_nodes
     assert all(p.status.pod_ip and p.status.pod_ip.startswith("10.244.") for p in pods)

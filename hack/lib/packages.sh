@@ -16,6 +16,9 @@ provision_apt() {
     if [[ "$probe" == /* ]]; then [[ -e "$probe" ]] || missing+=("$p")
     else command -v "$probe" >/dev/null || missing+=("$p"); fi
   done
+  # Kafka's broker needs a JRE and Maven to resolve it; the machine usually has both.
+  command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null || missing+=(maven)
   [[ ${#missing[@]} -eq 0 ]] && return 0
   local sudo=""
   [[ $(id -u) -eq 0 ]] || sudo="sudo"
@@ -43,6 +46,7 @@ provision_apt() {
 provision_kafka() {
   local dest="$FRAUDPIPE_CACHE/kafka-$KAFKA_VERSION"
   if [[ -f "$dest/.complete" ]]; then link_kafka "$dest"; return 0; fi
+  command -v java >/dev/null && command -v mvn >/dev/null || provision_apt
   command -v mvn >/dev/null || die kafka "locate Maven" "apt-get install maven"
   command -v java >/dev/null || die kafka "locate Java 17+" "apt-get install openjdk-17-jre-headless"
   log "kafka $KAFKA_VERSION: resolving jars from Maven Central"

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,7 +53,11 @@ def test_up_again_keeps_a_healthy_service_and_replaces_a_dead_one(scratch_stack:
     first = scratch_stack.up(["redis"])
     assert scratch_stack.up(["redis"]) == first  # healthy: same process, same settings
 
-    os.kill(pids_of(scratch_stack, "redis")[0], signal.SIGKILL)
+    pid = pids_of(scratch_stack, "redis")[0]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while alive(pid) and time.monotonic() < deadline:  # the kernel takes a moment to reap
+        time.sleep(0.05)
     assert scratch_stack.status()["redis"].startswith("failed")
 
     second = scratch_stack.up(["redis"])

@@ -1,0 +1,1 @@
+"""The data contracts on fraudpipe's topics (DESIGN.md §4)."""

@@ -1,0 +1,56 @@
+"""`decisions.v1`: what the scorer decided about one transaction, and why. Key = tx_id."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA = "decisions.v1"
+
+
+class Verdict(StrEnum):
+    APPROVE = "APPROVE"
+    FLAG = "FLAG"
+    BLOCK = "BLOCK"
+
+
+class Track(StrEnum):
+    """Which model decided: the stable one, the canary, or a shadow run (recorded, not acted on)."""
+
+    STABLE = "stable"
+    CANARY = "canary"
+    SHADOW = "shadow"
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str = Field(
+        description="Stable machine-readable code, e.g. model_score or amount_ceiling."
+    )
+    detail: str = Field(description="Human-readable explanation with the values involved.")
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    tx_id: str
+    user_id: str
+    decision: Verdict
+    score: float = Field(ge=0.0, le=1.0, description="Model fraud score in [0, 1].")
+    model_digest: str = Field(description="sha256 digest of the model artifact that scored it.")
+    track: Track = Track.STABLE
+    reasons: list[Reason] = Field(default_factory=list)
+    features: dict[str, float] = Field(default_factory=dict, description="Feature snapshot.")
+    event_ts: dt.datetime = Field(description="The transaction's own timestamp.")
+    decided_ts: dt.datetime = Field(description="When the decision was made.")
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Decision:
+        return cls.model_validate_json(data)

@@ -1,0 +1,42 @@
+"""`transactions.v1.dlq`: the original bytes of a rejected message, and why, in headers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ERROR_CODE = "error.code"
+ERROR_DETAIL = "error.detail"
+SOURCE_TOPIC = "source.topic"
+SOURCE_PARTITION = "source.partition"
+SOURCE_OFFSET = "source.offset"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    code: str
+    detail: str
+    topic: str
+    partition: int
+    offset: int
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            (ERROR_CODE, self.code.encode()),
+            (ERROR_DETAIL, self.detail.encode()[:1024]),
+            (SOURCE_TOPIC, self.topic.encode()),
+            (SOURCE_PARTITION, str(self.partition).encode()),
+            (SOURCE_OFFSET, str(self.offset).encode()),
+        ]
+
+    @classmethod
+    def from_headers(
+        cls, headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]
+    ) -> Rejection:
+        found = {k: v.decode() for k, v in headers}
+        return cls(
+            found[ERROR_CODE],
+            found[ERROR_DETAIL],
+            found[SOURCE_TOPIC],
+            int(found[SOURCE_PARTITION]),
+            int(found[SOURCE_OFFSET]),
+        )

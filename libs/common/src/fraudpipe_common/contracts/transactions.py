@@ -8,6 +8,7 @@ and raises `InvalidTransaction` with a machine-readable code for the DLQ.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -178,8 +179,15 @@ def _field_error(name: str, value: object, expected: str) -> NoReturn:
 
 def format_utc_timestamp(epoch_seconds: float) -> str:
     """RFC 3339 with millisecond precision and a Z, as producers write it."""
-    moment = dt.datetime.fromtimestamp(epoch_seconds, dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    millis = int(epoch_seconds * 1000)
+    second, milli = divmod(millis, 1000)
+    return f"{_second_prefix(second)}.{milli:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second_prefix(second: int) -> str:
+    # Producers format many events per second; strftime once per second, not per event.
+    return dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 __all__ = [

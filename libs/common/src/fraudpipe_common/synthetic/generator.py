@@ -8,6 +8,7 @@ travel); both streams are merged in timestamp order. Same seed, same stream.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from collections.abc import Iterator
@@ -103,32 +104,74 @@ class GeneratedTransaction:
         )
 
 
+class _Draws:
+    """Random numbers drawn from numpy in blocks: one scalar draw per call is the producer's
+    hot path, and a list pop is an order of magnitude cheaper than a numpy scalar call."""
+
+    def __init__(self, rng: np.random.Generator, block: int = 65_536) -> None:
+        self.rng, self.block = rng, block
+        self._uniform: list[float] = []
+        self._normal: list[float] = []
+        self._exponential: list[float] = []
+
+    def uniform(self) -> float:
+        if not self._uniform:
+            self._uniform = self.rng.random(self.block).tolist()
+        return self._uniform.pop()
+
+    def below(self, n: int) -> int:
+        return int(self.uniform() * n)
+
+    def normal(self) -> float:
+        if not self._normal:
+            self._normal = self.rng.standard_normal(self.block).tolist()
+        return self._normal.pop()
+
+    def exponential(self) -> float:
+        if not self._exponential:
+            self._exponential = self.rng.standard_exponential(self.block).tolist()
+        return self._exponential.pop()
+
+
+_MCCS = list(CATEGORIES)
+_MCC_CUMULATIVE = np.cumsum([CATEGORIES[m][0] for m in _MCCS]).tolist()
+
+
 class _World:
     """Random draws about users and merchants, all from one seeded generator."""
 
     def __init__(self, population: Population, rng: np.random.Generator) -> None:
         self.p = population
         self.rng = rng
+        self.draws = _Draws(rng)
         self.countries = list(COUNTRIES)
         self.new_devices = 0
+        self.mu = population.amount_mu.tolist()
+        self.sigma = population.amount_sigma.tolist()
+        self.favourites: list[list[int]] = population.favourites.tolist()
 
     def merchant(self, country: str, mcc: str) -> int:
         local = self.p.merchants_by_country_mcc.get((country, mcc))
         if local:
-            return int(local[self.rng.integers(len(local))])
-        return int(self.rng.integers(len(self.p.merchant_ids)))
+            return local[self.draws.below(len(local))]
+        return self.draws.below(len(self.p.merchant_ids))
+
+    def everyday_category(self) -> str:
+        return _MCCS[
+            bisect.bisect_right(_MCC_CUMULATIVE, self.draws.uniform() * _MCC_CUMULATIVE[-1])
+        ]
 
     def foreign_country(self, home: str, far: bool) -> str:
         region = COUNTRIES[home][1]
         options = [c for c in self.countries if c != home and (COUNTRIES[c][1] != region) == far]
-        return options[int(self.rng.integers(len(options)))]
+        return options[self.draws.below(len(options))]
 
     def fresh_device(self, user: int) -> str:
         self.new_devices += 1
         return f"dev-{user:07d}-n{self.new_devices}"
 
     def amount(self, user: int, scale: float) -> str:
-        value = math.exp(self.rng.normal(self.p.amount_mu[user], self.p.amount_sigma[user])) * scale
+        value = math.exp(self.mu[user] + self.sigma[user] * self.draws.normal()) * scale
         return f"{min(max(value, 0.5), 50_000.0):.2f}"
 
     def ip(self, user: int, foreign: bool) -> str:
@@ -142,6 +185,7 @@ def generate(config: TrafficConfig) -> Iterator[GeneratedTransaction]:
     population = Population.build(config.population)
     rng = np.random.default_rng(config.seed)
     world = _World(population, rng)
+    draws = world.draws
     hourly = population.hourly_weights() * population.daily_rate[None, :]
     cumulative = np.cumsum(hourly, axis=1)
     totals = cumulative[:, -1] / 86400.0  # events per second, per UTC hour
@@ -156,18 +200,18 @@ def generate(config: TrafficConfig) -> Iterator[GeneratedTransaction]:
     while True:
         hour = int(now // 3600) % 24
         if hour != buffer_hour or not users_buffer:
-            draws = rng.random(2048) * cumulative[hour, -1]
-            users_buffer = list(np.searchsorted(cumulative[hour], draws)[::-1])
+            picks = rng.random(2048) * cumulative[hour, -1]
+            users_buffer = np.searchsorted(cumulative[hour], picks)[::-1].tolist()
             buffer_hour = hour
-        now += float(rng.exponential(1.0 / totals[hour]))
+        now += draws.exponential() / totals[hour]
         while pending and pending[0][0] <= now:
             yield heapq.heappop(pending)[2]
-        user = int(users_buffer.pop())
+        user = users_buffer.pop()
         counter += 1
         yield _everyday(world, user, now, f"tx-{config.seed}-{counter:010d}")
-        if rng.random() < start_probability:
-            scenario = SCENARIOS[int(rng.integers(len(SCENARIOS)))]
-            victim = int(rng.integers(population.size))
+        if draws.uniform() < start_probability:
+            scenario = SCENARIOS[draws.below(len(SCENARIOS))]
+            victim = draws.below(population.size)
             for offset, event in enumerate(
                 _scenario(world, scenario, victim, now, config.seed, counter)
             ):
@@ -175,25 +219,23 @@ def generate(config: TrafficConfig) -> Iterator[GeneratedTransaction]:
 
 
 def _everyday(world: _World, user: int, ts: float, tx_id: str) -> GeneratedTransaction:
-    p, rng = world.p, world.rng
+    p, draws = world.p, world.draws
     home = p.home[user]
-    roll = rng.random()
+    roll = draws.uniform()
     country = home
     if roll < 0.015:
         country = world.foreign_country(home, far=False)  # a trip nearby
     elif roll < 0.018:
         country = world.foreign_country(home, far=True)  # a trip far away
-    if country == home and rng.random() < 0.85:
-        merchant = int(p.favourites[user][int(rng.integers(12))])
+    if country == home and draws.uniform() < 0.85:
+        merchant = world.favourites[user][draws.below(12)]
         mcc = p.merchant_mcc[merchant]
     else:
-        mccs = list(CATEGORIES)
-        shares = [CATEGORIES[m][0] for m in mccs]
-        mcc = mccs[int(np.searchsorted(np.cumsum(shares), rng.random() * sum(shares)))]
+        mcc = world.everyday_category()
         merchant = world.merchant(country, mcc)
     devices = p.devices[user]
-    device = devices[0] if rng.random() < 0.8 else devices[int(rng.integers(len(devices)))]
-    if rng.random() < 0.004:
+    device = devices[0] if draws.uniform() < 0.8 else devices[draws.below(len(devices))]
+    if draws.uniform() < 0.004:
         device = world.fresh_device(user)  # a new phone: legitimate, and looks new
         devices.append(device)
     channel = CATEGORIES[mcc][2]

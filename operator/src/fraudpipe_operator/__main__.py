@@ -1,0 +1,3 @@
+from fraudpipe_operator.cli import main
+
+raise SystemExit(main())

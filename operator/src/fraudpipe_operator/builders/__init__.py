@@ -1,0 +1,106 @@
+"""Pure builders: `build_<component>_<kind>(pipeline) -> dict`, and the plan that groups them.
+
+Nothing here talks to Kubernetes; the reconciler applies what these functions return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fraudpipe_operator.builders import apps, monitoring, stores
+from fraudpipe_operator.models import FraudPipeline
+
+
+@dataclass(frozen=True)
+class Images:
+    """Default images of fraudpipe's own services (the chart passes its appVersion)."""
+
+    scorer: str
+    api: str
+    producer: str
+
+
+def with_default_images(pipeline: FraudPipeline, images: Images) -> FraudPipeline:
+    """The pipeline with every empty `image` filled from the operator's defaults."""
+    resolved = pipeline.model_copy(deep=True)
+    spec = resolved.spec
+    spec.scorer.image = spec.scorer.image or images.scorer
+    spec.api.image = spec.api.image or images.api
+    spec.producer.image = spec.producer.image or images.producer
+    return resolved
+
+
+@dataclass
+class Plan:
+    """What one pipeline needs, in the order it must come up."""
+
+    foundation: list[dict[str, Any]] = field(default_factory=list)
+    migrations: list[dict[str, Any]] = field(default_factory=list)
+    workloads: list[dict[str, Any]] = field(default_factory=list)
+    monitoring: list[dict[str, Any]] = field(default_factory=list)
+
+    def all(self) -> list[dict[str, Any]]:
+        return [*self.foundation, *self.migrations, *self.workloads, *self.monitoring]
+
+
+def plan(pipeline: FraudPipeline) -> Plan:
+    spec = pipeline.spec
+    result = Plan()
+    result.foundation.append(apps.build_pipeline_serviceaccount(pipeline))
+    if spec.kafka.mode == "managed":
+        result.foundation += [
+            stores.build_kafka_service(pipeline),
+            stores.build_kafka_statefulset(pipeline),
+            stores.build_kafka_pdb(pipeline),
+            stores.build_kafka_networkpolicy(pipeline),
+        ]
+    if spec.redis.mode == "managed":
+        result.foundation += [
+            stores.build_redis_service(pipeline),
+            stores.build_redis_statefulset(pipeline),
+            stores.build_redis_pdb(pipeline),
+            stores.build_redis_networkpolicy(pipeline),
+        ]
+    if spec.postgres.mode == "managed":
+        result.foundation += [
+            stores.build_postgres_service(pipeline),
+            stores.build_postgres_statefulset(pipeline),
+            stores.build_postgres_pdb(pipeline),
+            stores.build_postgres_networkpolicy(pipeline),
+        ]
+    result.migrations += [
+        apps.build_migrations_configmap(pipeline),
+        apps.build_migrations_job(pipeline),
+    ]
+    result.workloads += [
+        apps.build_scorer_service(pipeline),
+        apps.build_scorer_deployment(pipeline),
+        apps.build_api_service(pipeline),
+        apps.build_api_deployment(pipeline),
+    ]
+    if spec.producer.enabled:
+        result.workloads.append(apps.build_producer_deployment(pipeline))
+    if spec.monitoring.service_monitors:
+        result.monitoring += [
+            monitoring.build_scorer_servicemonitor(pipeline),
+            monitoring.build_api_servicemonitor(pipeline),
+        ]
+        if spec.kafka.mode == "managed":
+            result.monitoring.append(monitoring.build_kafka_servicemonitor(pipeline))
+    if spec.monitoring.prometheus_rules:
+        result.monitoring.append(monitoring.build_pipeline_prometheusrule(pipeline))
+    return result
+
+
+def credential_secrets(
+    pipeline: FraudPipeline, new_password: Callable[[], str]
+) -> list[dict[str, Any]]:
+    """Secrets to create when absent (never overwritten, so the passwords are only used once)."""
+    secrets = []
+    if pipeline.spec.redis.mode == "managed":
+        secrets.append(stores.build_redis_secret(pipeline, new_password()))
+    if pipeline.spec.postgres.mode == "managed":
+        secrets.append(stores.build_postgres_secret(pipeline, new_password()))
+    return secrets

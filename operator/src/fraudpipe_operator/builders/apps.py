@@ -1,0 +1,274 @@
+"""The pipeline's own services: migrations Job, scorer, API and producer."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources as package_files
+from typing import Any
+
+from fraudpipe_operator.builders.common import (
+    API_PORT,
+    CHECKSUM_ANNOTATION,
+    METRICS_PORT,
+    checksum,
+    child_name,
+    container_security,
+    headless_or_cluster_service,
+    labels,
+    metadata,
+    pod_security,
+    resources,
+    selector_labels,
+    tmp_volume,
+)
+from fraudpipe_operator.builders.connections import (
+    common_env,
+    kafka_ca_volume,
+    kafka_env,
+    postgres_env,
+    redis_env,
+    value,
+)
+from fraudpipe_operator.models import FraudPipeline
+from fraudpipe_operator.models.v1alpha1 import Resources
+
+APP_UID = 10001
+API_KEYS_DIR = "/etc/fraudpipe/api-keys"
+
+
+@cache
+def migrations() -> dict[str, str]:
+    """The versioned SQL files shipped with the operator, by file name (applied in order)."""
+    folder = package_files.files("fraudpipe_operator") / "migrations"
+    return {
+        f.name: f.read_text()
+        for f in sorted(folder.iterdir(), key=lambda f: f.name)
+        if f.name.endswith(".sql")
+    }
+
+
+def service_account_name(pipeline: FraudPipeline) -> str:
+    return child_name(pipeline, "workload")
+
+
+def build_pipeline_serviceaccount(pipeline: FraudPipeline) -> dict[str, Any]:
+    """Pipeline pods never talk to the Kubernetes API: no token is mounted."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(pipeline, service_account_name(pipeline), "workload"),
+        "automountServiceAccountToken": False,
+    }
+
+
+def pod_template(
+    pipeline: FraudPipeline,
+    component: str,
+    container: dict[str, Any],
+    volumes: list[dict[str, Any]],
+    config: Any,
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "labels": labels(pipeline, component),
+            # Rolls the pods when their configuration changes, including what the pod spec
+            # does not show (the contents of the spec sections they were built from).
+            "annotations": {CHECKSUM_ANNOTATION: checksum(config, container)},
+        },
+        "spec": {
+            "serviceAccountName": service_account_name(pipeline),
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "securityContext": pod_security(APP_UID),
+            "containers": [container],
+            "volumes": volumes,
+        },
+    }
+
+
+def app_container(
+    name: str,
+    image: str,
+    env: list[dict[str, Any]],
+    spec_resources: Resources,
+    mounts: list[dict[str, Any]],
+    ports: dict[str, int],
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "env": env,
+        "ports": [{"name": n, "containerPort": p} for n, p in ports.items()],
+        "readinessProbe": {"tcpSocket": {"port": METRICS_PORT}, "periodSeconds": 10},
+        "resources": resources(spec_resources),
+        "securityContext": container_security(),
+        "volumeMounts": mounts,
+    }
+
+
+def deployment(
+    pipeline: FraudPipeline, component: str, replicas: int, template: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(pipeline, child_name(pipeline, component), component),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector_labels(pipeline, component)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}},
+            "template": template,
+        },
+    }
+
+
+# -- migrations -------------------------------------------------------------------------------
+def build_migrations_configmap(pipeline: FraudPipeline) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(pipeline, child_name(pipeline, "migrations"), "migrations"),
+        "data": migrations(),
+    }
+
+
+def migrations_job_name(pipeline: FraudPipeline) -> str:
+    # A Job's pod template is immutable: a new schema (or image) is a new Job.
+    digest = checksum(migrations(), pipeline.spec.postgres.managed.image)[:10]
+    return child_name(pipeline, f"migrate-{digest}")
+
+
+def build_migrations_job(pipeline: FraudPipeline) -> dict[str, Any]:
+    tmp, tmp_mount = tmp_volume()
+    script = (
+        'for f in /migrations/*.sql; do echo "applying $f"; '
+        'psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -q -f "$f" || exit 1; done'
+    )
+    container = {
+        "name": "migrate",
+        # The PostgreSQL image carries psql; the pinned server image is the one the user chose.
+        "image": pipeline.spec.postgres.managed.image,
+        "command": ["sh", "-c", script],
+        "env": postgres_env(pipeline),
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "migrations", "mountPath": "/migrations"}, tmp_mount],
+    }
+    volumes = [
+        {"name": "migrations", "configMap": {"name": child_name(pipeline, "migrations")}},
+        tmp,
+    ]
+    template = pod_template(pipeline, "migrations", container, volumes, migrations())
+    template["spec"]["restartPolicy"] = "OnFailure"
+    template["spec"]["securityContext"] = pod_security(999)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(pipeline, migrations_job_name(pipeline), "migrations"),
+        "spec": {"backoffLimit": 10, "template": template},
+    }
+
+
+# -- scorer -----------------------------------------------------------------------------------
+def build_scorer_deployment(pipeline: FraudPipeline) -> dict[str, Any]:
+    scorer = pipeline.spec.scorer
+    thresholds = scorer.rules.thresholds
+    env = [
+        *kafka_env(pipeline),
+        *redis_env(pipeline),
+        *postgres_env(pipeline),
+        *common_env(pipeline),
+        value("METRICS_PORT", METRICS_PORT),
+        value("CONSUMER_GROUP", scorer.consumer_group),
+        value("MODEL_REF", pipeline.spec.model.ref),
+        value("BATCH_MAX_SIZE", scorer.batch.max_size),
+        value("BATCH_MAX_WAIT_MS", scorer.batch.max_wait_ms),
+        value("FLAG_THRESHOLD", thresholds.flag),
+        value("BLOCK_THRESHOLD", thresholds.block),
+    ]
+    ca_volumes, ca_mounts = kafka_ca_volume(pipeline)
+    tmp, tmp_mount = tmp_volume()
+    container = app_container(
+        "scorer",
+        scorer.image,
+        env,
+        scorer.resources,
+        [tmp_mount, *ca_mounts],
+        {"metrics": METRICS_PORT},
+    )
+    config = [scorer.model_dump(mode="json"), pipeline.spec.model.model_dump(mode="json")]
+    template = pod_template(pipeline, "scorer", container, [tmp, *ca_volumes], config)
+    return deployment(pipeline, "scorer", scorer.replicas, template)
+
+
+def build_scorer_service(pipeline: FraudPipeline) -> dict[str, Any]:
+    """Metrics only: the scorer serves nothing else."""
+    return headless_or_cluster_service(pipeline, "scorer", {"metrics": METRICS_PORT})
+
+
+# -- API --------------------------------------------------------------------------------------
+def build_api_deployment(pipeline: FraudPipeline) -> dict[str, Any]:
+    api = pipeline.spec.api
+    env = [
+        *kafka_env(pipeline),
+        *redis_env(pipeline),
+        *postgres_env(pipeline),
+        *common_env(pipeline),
+        value("METRICS_PORT", METRICS_PORT),
+        value("API_PORT", API_PORT),
+        value("API_OPEN_READS", str(api.open_reads).lower()),
+    ]
+    ca_volumes, ca_mounts = kafka_ca_volume(pipeline)
+    tmp, tmp_mount = tmp_volume()
+    volumes, mounts = [tmp, *ca_volumes], [tmp_mount, *ca_mounts]
+    if api.auth_secret_ref is not None:
+        ref = api.auth_secret_ref
+        env.append(value("API_KEYS_FILE", f"{API_KEYS_DIR}/keys"))
+        volumes.append(
+            {
+                "name": "api-keys",
+                "secret": {"secretName": ref.name, "items": [{"key": ref.key, "path": "keys"}]},
+            }
+        )
+        mounts.append({"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True})
+    container = app_container(
+        "api", api.image, env, api.resources, mounts, {"http": API_PORT, "metrics": METRICS_PORT}
+    )
+    container["readinessProbe"] = {"tcpSocket": {"port": API_PORT}, "periodSeconds": 10}
+    template = pod_template(pipeline, "api", container, volumes, api.model_dump(mode="json"))
+    return deployment(pipeline, "api", api.replicas, template)
+
+
+def build_api_service(pipeline: FraudPipeline) -> dict[str, Any]:
+    return headless_or_cluster_service(
+        pipeline,
+        "api",
+        {"http": API_PORT, "metrics": METRICS_PORT},
+        service_type=pipeline.spec.api.service_type,
+    )
+
+
+# -- producer ---------------------------------------------------------------------------------
+def build_producer_deployment(pipeline: FraudPipeline) -> dict[str, Any]:
+    producer = pipeline.spec.producer
+    env = [
+        *kafka_env(pipeline),
+        *common_env(pipeline),
+        value("METRICS_PORT", METRICS_PORT),
+        value("PRODUCER_RPS", producer.rps),
+        value("PRODUCER_FRAUD_RATE", producer.fraud_rate),
+    ]
+    ca_volumes, ca_mounts = kafka_ca_volume(pipeline)
+    tmp, tmp_mount = tmp_volume()
+    container = app_container(
+        "producer",
+        producer.image,
+        env,
+        producer.resources,
+        [tmp_mount, *ca_mounts],
+        {"metrics": METRICS_PORT},
+    )
+    config = producer.model_dump(mode="json")
+    template = pod_template(pipeline, "producer", container, [tmp, *ca_volumes], config)
+    return deployment(pipeline, "producer", 1, template)

@@ -1,0 +1,129 @@
+"""Environment of the pipeline's containers, in the names of docs/configuration.md.
+
+Managed stores get URLs assembled from generated credentials with Kubernetes' `$(VAR)`
+expansion, so no password ever appears in a spec; external stores read the whole URL from the
+user's Secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fraudpipe_operator.builders.common import (
+    KAFKA_PORT,
+    POSTGRES_PORT,
+    REDIS_PORT,
+    child_name,
+)
+from fraudpipe_operator.models import FraudPipeline
+
+KAFKA_CA_DIR = "/etc/fraudpipe/kafka-ca"
+POSTGRES_USER = "fraudpipe"
+POSTGRES_DATABASE = "fraudpipe"
+
+
+def value(name: str, val: object) -> dict[str, Any]:
+    return {"name": name, "value": str(val)}
+
+
+def from_secret(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def redis_secret_name(pipeline: FraudPipeline) -> str:
+    return child_name(pipeline, "redis-credentials")
+
+
+def postgres_secret_name(pipeline: FraudPipeline) -> str:
+    return child_name(pipeline, "postgres-credentials")
+
+
+def host(pipeline: FraudPipeline, component: str) -> str:
+    return f"{child_name(pipeline, component)}.{pipeline.namespace}.svc"
+
+
+def kafka_bootstrap_servers(pipeline: FraudPipeline) -> str:
+    kafka = pipeline.spec.kafka
+    if kafka.mode == "external" and kafka.external is not None:
+        return ",".join(kafka.external.bootstrap_servers)
+    return f"{host(pipeline, 'kafka')}:{KAFKA_PORT}"
+
+
+def kafka_security_protocol(pipeline: FraudPipeline) -> str:
+    external = pipeline.spec.kafka.external
+    if pipeline.spec.kafka.mode != "external" or external is None:
+        return "PLAINTEXT"
+    tls, sasl = external.tls.enabled, external.sasl is not None
+    return {(False, False): "PLAINTEXT", (True, False): "SSL", (False, True): "SASL_PLAINTEXT"}.get(
+        (tls, sasl), "SASL_SSL"
+    )
+
+
+def kafka_env(pipeline: FraudPipeline) -> list[dict[str, Any]]:
+    topics = pipeline.spec.kafka.topics
+    env = [
+        value("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap_servers(pipeline)),
+        value("KAFKA_SECURITY_PROTOCOL", kafka_security_protocol(pipeline)),
+        value("TRANSACTIONS_TOPIC", topics.transactions.name),
+        value("DECISIONS_TOPIC", topics.decisions.name),
+        value("DLQ_TOPIC", topics.dlq.name),
+        value("LABELS_TOPIC", topics.labels.name),
+    ]
+    external = pipeline.spec.kafka.external
+    if pipeline.spec.kafka.mode == "external" and external is not None:
+        if external.sasl is not None:
+            env += [
+                value("KAFKA_SASL_MECHANISM", external.sasl.mechanism),
+                from_secret("KAFKA_SASL_USERNAME", external.sasl.secret_name, "username"),
+                from_secret("KAFKA_SASL_PASSWORD", external.sasl.secret_name, "password"),
+            ]
+        if external.tls.enabled and external.tls.ca_secret_ref is not None:
+            env.append(value("KAFKA_SSL_CA_FILE", f"{KAFKA_CA_DIR}/ca.crt"))
+    return env
+
+
+def kafka_ca_volume(pipeline: FraudPipeline) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Volume and mount of the brokers' CA bundle, when the user gave one."""
+    external = pipeline.spec.kafka.external
+    if pipeline.spec.kafka.mode != "external" or external is None:
+        return [], []
+    ref = external.tls.ca_secret_ref
+    if not external.tls.enabled or ref is None:
+        return [], []
+    volume = {
+        "name": "kafka-ca",
+        "secret": {"secretName": ref.name, "items": [{"key": ref.key, "path": "ca.crt"}]},
+    }
+    return [volume], [{"name": "kafka-ca", "mountPath": KAFKA_CA_DIR, "readOnly": True}]
+
+
+def redis_env(pipeline: FraudPipeline) -> list[dict[str, Any]]:
+    redis = pipeline.spec.redis
+    if redis.mode == "external" and redis.url_secret_ref is not None:
+        ref = redis.url_secret_ref
+        return [from_secret("REDIS_URL", ref.name, ref.key)]
+    return [
+        from_secret("REDIS_PASSWORD", redis_secret_name(pipeline), "password"),
+        value("REDIS_URL", f"redis://:$(REDIS_PASSWORD)@{host(pipeline, 'redis')}:{REDIS_PORT}/0"),
+    ]
+
+
+def postgres_env(pipeline: FraudPipeline) -> list[dict[str, Any]]:
+    postgres = pipeline.spec.postgres
+    if postgres.mode == "external" and postgres.dsn_secret_ref is not None:
+        ref = postgres.dsn_secret_ref
+        return [from_secret("DATABASE_URL", ref.name, ref.key)]
+    secret = postgres_secret_name(pipeline)
+    return [
+        from_secret("POSTGRES_USER", secret, "username"),
+        from_secret("POSTGRES_PASSWORD", secret, "password"),
+        value(
+            "DATABASE_URL",
+            f"postgresql://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@{host(pipeline, 'postgres')}"
+            f":{POSTGRES_PORT}/{POSTGRES_DATABASE}",
+        ),
+    ]
+
+
+def common_env(pipeline: FraudPipeline) -> list[dict[str, Any]]:
+    return [value("LOG_LEVEL", pipeline.spec.log_level)]

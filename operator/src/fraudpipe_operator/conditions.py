@@ -1,0 +1,146 @@
+"""Every condition type and reason the operator writes, and how conditions are merged.
+
+One place for the vocabulary (as CloudNativePG does), so that `kubectl wait`, alerts and docs
+can rely on it. `lastTransitionTime` changes only when a condition's status flips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+    KAFKA_READY = "KafkaReady"
+    TOPICS_READY = "TopicsReady"
+    REDIS_READY = "RedisReady"
+    POSTGRES_READY = "PostgresReady"
+    MIGRATIONS_COMPLETE = "MigrationsComplete"
+    SCORER_READY = "ScorerReady"
+    API_READY = "ApiReady"
+    PRODUCER_READY = "ProducerReady"
+    MONITORING_READY = "MonitoringReady"
+
+
+class Reason(StrEnum):
+    # summary
+    ALL_COMPONENTS_READY = "AllComponentsReady"
+    COMPONENTS_NOT_READY = "ComponentsNotReady"
+    RECONCILED = "Reconciled"
+    RECONCILING = "Reconciling"
+    NO_PROBLEM = "NoProblem"
+    # workloads
+    REPLICAS_READY = "ReplicasReady"
+    REPLICAS_NOT_READY = "ReplicasNotReady"
+    SCALED_TO_ZERO = "ScaledToZero"
+    DISABLED = "Disabled"
+    EXTERNAL = "External"
+    WAITING_FOR_DEPENDENCIES = "WaitingForDependencies"
+    # migrations
+    MIGRATIONS_APPLIED = "MigrationsApplied"
+    MIGRATIONS_RUNNING = "MigrationsRunning"
+    MIGRATIONS_FAILED = "MigrationsFailed"
+    # topics
+    TOPICS_RECONCILED = "TopicsReconciled"
+    BROKER_UNREACHABLE = "BrokerUnreachable"
+    PARTITIONS_CANNOT_SHRINK = "PartitionsCannotShrink"
+    REPLICATION_FACTOR_IMMUTABLE = "ReplicationFactorImmutable"
+    TOPIC_ERROR = "TopicError"
+    # monitoring
+    MONITORING_CONFIGURED = "MonitoringConfigured"
+    PROMETHEUS_OPERATOR_MISSING = "PrometheusOperatorCRDsMissing"
+    # apply
+    APPLY_FAILED = "ApplyFailed"
+
+
+IMPOSSIBLE_CHANGE_REASONS = {
+    Reason.PARTITIONS_CANNOT_SHRINK,
+    Reason.REPLICATION_FACTOR_IMMUTABLE,
+    Reason.MIGRATIONS_FAILED,
+    Reason.APPLY_FAILED,
+}
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One condition as computed by a reconcile, before timestamps are merged in."""
+
+    type: ConditionType
+    ok: bool
+    reason: Reason
+    message: str
+
+    @property
+    def status(self) -> str:
+        return "True" if self.ok else "False"
+
+
+def merge(
+    previous: list[dict[str, Any]], observed: list[Observation], generation: int, now: str
+) -> list[dict[str, Any]]:
+    """New conditions list: keeps a condition's lastTransitionTime unless its status flipped."""
+    before = {c.get("type"): c for c in previous}
+    merged = []
+    for obs in observed:
+        old = before.get(obs.type.value)
+        flipped = old is None or old.get("status") != obs.status
+        merged.append(
+            {
+                "type": obs.type.value,
+                "status": obs.status,
+                "reason": obs.reason.value,
+                "message": obs.message,
+                "lastTransitionTime": now if flipped else old.get("lastTransitionTime", now),  # type: ignore[union-attr]
+                "observedGeneration": generation,
+            }
+        )
+    return merged
+
+
+def flips(previous: list[dict[str, Any]], current: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Conditions whose status differs from the previous list (each deserves an Event)."""
+    before = {c.get("type"): c.get("status") for c in previous}
+    return [c for c in current if before.get(c["type"]) != c["status"]]
+
+
+def summarize(components: list[Observation]) -> tuple[str, list[Observation]]:
+    """Phase and the Ready/Progressing/Degraded conditions derived from component conditions."""
+    degraded = [c for c in components if not c.ok and c.reason in IMPOSSIBLE_CHANGE_REASONS]
+    # Monitoring is informative: a cluster without Prometheus Operator still runs the pipeline.
+    blocking = [c for c in components if not c.ok and c.type is not ConditionType.MONITORING_READY]
+    ready = not blocking
+    if degraded:
+        phase = "Degraded"
+    elif ready:
+        phase = "Ready"
+    else:
+        phase = "Progressing"
+
+    def names(items: list[Observation]) -> str:
+        return ", ".join(f"{c.type.value} ({c.reason.value}: {c.message})" for c in items)
+
+    summary = [
+        Observation(
+            ConditionType.READY,
+            ready,
+            Reason.ALL_COMPONENTS_READY if ready else Reason.COMPONENTS_NOT_READY,
+            "every component is ready" if ready else "not ready: " + names(blocking),
+        ),
+        Observation(
+            ConditionType.PROGRESSING,
+            not ready and not degraded,
+            Reason.RECONCILING if not ready and not degraded else Reason.RECONCILED,
+            "waiting for components to become ready" if not ready else "reconciled",
+        ),
+        Observation(
+            ConditionType.DEGRADED,
+            bool(degraded),
+            degraded[0].reason if degraded else Reason.NO_PROBLEM,
+            names(degraded) if degraded else "no problem detected",
+        ),
+    ]
+    return phase, summary

@@ -1,0 +1,248 @@
+"""Builders are pure: assertions on the dicts they return."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fraudpipe_operator import builders
+from fraudpipe_operator.builders import apps, monitoring, stores
+from fraudpipe_operator.builders.common import CHECKSUM_ANNOTATION, FIELD_MANAGER
+
+from .pipelines import example, pipeline
+
+IMAGES = builders.Images(scorer="fp/scorer:1", api="fp/api:1", producer="fp/producer:1")
+
+
+def env_of(obj: dict[str, Any]) -> dict[str, Any]:
+    container = obj["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def kinds(objects: list[dict[str, Any]]) -> list[str]:
+    return [f"{o['kind']}/{o['metadata']['name']}" for o in objects]
+
+
+def test_managed_example_plans_every_child() -> None:
+    managed = example("managed.yaml")
+    plan = builders.plan(builders.with_default_images(managed, IMAGES))
+    assert set(kinds(plan.foundation)) == {
+        "ServiceAccount/payments-workload",
+        *(
+            f"{kind}/payments-{c}"
+            for c in ("kafka", "redis", "postgres")
+            for kind in ("Service", "StatefulSet", "PodDisruptionBudget", "NetworkPolicy")
+        ),
+    }
+    assert kinds(plan.workloads) == [
+        "Service/payments-scorer",
+        "Deployment/payments-scorer",
+        "Service/payments-api",
+        "Deployment/payments-api",
+        "Deployment/payments-producer",
+    ]
+    assert {o["kind"] for o in plan.monitoring} == {"ServiceMonitor", "PrometheusRule"}
+
+
+def test_external_kafka_has_no_broker_and_points_pods_at_the_servers() -> None:
+    external = example("external-kafka.yaml")
+    plan = builders.plan(external)
+    assert not any("kafka" in name for name in kinds(plan.foundation))
+    env = env_of(apps.build_scorer_deployment(external))
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka-0.kafka.example.com:9092"
+    assert env["TRANSACTIONS_TOPIC"] == "cards.transactions.v1"
+    assert env["KAFKA_SECURITY_PROTOCOL"] == "PLAINTEXT"
+
+
+def test_every_child_is_owned_and_labelled() -> None:
+    managed = example("managed.yaml")
+    for obj in builders.plan(managed).all():
+        meta = obj["metadata"]
+        assert meta["namespace"] == "fraud"
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == FIELD_MANAGER
+        assert meta["labels"]["fraudpipe.io/pipeline"] == "payments"
+        (owner,) = meta["ownerReferences"]
+        assert owner == {
+            "apiVersion": "fraudpipe.io/v1alpha1",
+            "kind": "FraudPipeline",
+            "name": "payments",
+            "uid": "uid-1",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def test_every_pod_runs_under_the_restricted_profile() -> None:
+    managed = example("managed.yaml")
+    pods = [
+        o["spec"]["template"]["spec"]
+        for o in builders.plan(managed).all()
+        if o["kind"] in ("Deployment", "StatefulSet", "Job")
+    ]
+    assert len(pods) == 7
+    for pod in pods:
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        for container in pod["containers"]:
+            security = container["securityContext"]
+            assert security["capabilities"] == {"drop": ["ALL"]}
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["allowPrivilegeEscalation"] is False
+            assert any(m["mountPath"] == "/tmp" for m in container["volumeMounts"])
+
+
+def test_scorer_gets_the_documented_environment() -> None:
+    managed = example("managed.yaml")
+    env = env_of(apps.build_scorer_deployment(builders.with_default_images(managed, IMAGES)))
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "payments-kafka.fraud.svc:9092"
+    assert env["MODEL_REF"] == managed.spec.model.ref
+    assert env["BATCH_MAX_SIZE"] == "500"
+    assert env["BATCH_MAX_WAIT_MS"] == "50"
+    assert env["CONSUMER_GROUP"] == "fraudpipe-scorer"
+    assert env["METRICS_PORT"] == "9000"
+    assert env["REDIS_URL"] == "redis://:$(REDIS_PASSWORD)@payments-redis.fraud.svc:6379/0"
+    assert env["REDIS_PASSWORD"] == {
+        "secretKeyRef": {"name": "payments-redis-credentials", "key": "password"}
+    }
+    assert env["DATABASE_URL"].startswith("postgresql://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@")
+    names = [
+        e["name"]
+        for e in apps.build_scorer_deployment(managed)["spec"]["template"]["spec"]["containers"][0][
+            "env"
+        ]
+    ]
+    # $(VAR) expansion only sees variables defined earlier in the list.
+    assert names.index("REDIS_PASSWORD") < names.index("REDIS_URL")
+    assert names.index("POSTGRES_PASSWORD") < names.index("DATABASE_URL")
+
+
+def test_external_stores_read_urls_from_the_users_secrets() -> None:
+    p = pipeline(
+        {
+            "redis": {"mode": "external", "urlSecretRef": {"name": "r", "key": "url"}},
+            "postgres": {"mode": "external", "dsnSecretRef": {"name": "pg", "key": "dsn"}},
+        }
+    )
+    env = env_of(apps.build_api_deployment(p))
+    assert env["REDIS_URL"] == {"secretKeyRef": {"name": "r", "key": "url"}}
+    assert env["DATABASE_URL"] == {"secretKeyRef": {"name": "pg", "key": "dsn"}}
+    assert builders.credential_secrets(p, lambda: "x") == []
+    statefulsets = [o for o in builders.plan(p).foundation if o["kind"] == "StatefulSet"]
+    assert kinds(statefulsets) == ["StatefulSet/payments-kafka"]
+
+
+def test_sasl_and_tls_come_from_secret_refs() -> None:
+    p = pipeline(
+        {
+            "kafka": {
+                "mode": "external",
+                "external": {
+                    "bootstrapServers": ["k:9093"],
+                    "tls": {"enabled": True, "caSecretRef": {"name": "ca", "key": "ca.pem"}},
+                    "sasl": {"mechanism": "SCRAM-SHA-256", "secretName": "creds"},
+                },
+            }
+        }
+    )
+    deployment = apps.build_scorer_deployment(p)
+    env = env_of(deployment)
+    assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-256"
+    assert env["KAFKA_SASL_PASSWORD"] == {"secretKeyRef": {"name": "creds", "key": "password"}}
+    assert env["KAFKA_SSL_CA_FILE"] == "/etc/fraudpipe/kafka-ca/ca.crt"
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert {"key": "ca.pem", "path": "ca.crt"} in next(
+        v["secret"]["items"] for v in volumes if v["name"] == "kafka-ca"
+    )
+
+
+def test_config_checksum_changes_with_the_config_and_only_then() -> None:
+    def checksum(spec: dict[str, Any]) -> str:
+        deployment = apps.build_scorer_deployment(pipeline(spec))
+        return str(deployment["spec"]["template"]["metadata"]["annotations"][CHECKSUM_ANNOTATION])
+
+    base = checksum({})
+    assert checksum({}) == base
+    assert checksum({"scorer": {"batch": {"maxSize": 100}}}) != base
+    assert checksum({"scorer": {"rules": {"thresholds": {"flag": 0.3}}}}) != base
+    assert checksum({"api": {"replicas": 5}}) == base
+
+
+def test_api_mounts_its_keys_and_exposes_the_service_type() -> None:
+    p = pipeline(
+        {"api": {"authSecretRef": {"name": "keys", "key": "k"}, "serviceType": "NodePort"}}
+    )
+    deployment = apps.build_api_deployment(p)
+    assert env_of(deployment)["API_KEYS_FILE"] == "/etc/fraudpipe/api-keys/keys"
+    assert apps.build_api_service(p)["spec"]["type"] == "NodePort"
+    ports = {port["name"]: port["port"] for port in apps.build_api_service(p)["spec"]["ports"]}
+    assert ports == {"http": 8000, "metrics": 9000}
+
+
+def test_credentials_are_separate_secrets_not_owned_by_the_pipeline() -> None:
+    passwords = iter(["one", "two"])
+    redis_secret, postgres_secret = builders.credential_secrets(pipeline(), lambda: next(passwords))
+    assert redis_secret["stringData"] == {"password": "one"}
+    assert postgres_secret["stringData"]["password"] == "two"
+    assert "ownerReferences" not in redis_secret["metadata"]
+
+
+def test_statefulsets_have_claims_and_pdbs_keep_quorum() -> None:
+    p = pipeline({"kafka": {"managed": {"replicas": 3, "storage": {"size": "50Gi"}}}})
+    sts = stores.build_kafka_statefulset(p)
+    assert sts["spec"]["replicas"] == 3
+    claim = sts["spec"]["volumeClaimTemplates"][0]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    assert (
+        "--seeds="
+        + ",".join(f"payments-kafka-{i}.payments-kafka.fraud.svc:33145" for i in range(3))
+        in sts["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+    assert stores.build_kafka_pdb(p)["spec"] == {
+        "selector": {
+            "matchLabels": {"fraudpipe.io/pipeline": "payments", "fraudpipe.io/component": "kafka"}
+        },
+        "minAvailable": 2,
+    }
+    assert stores.build_redis_pdb(p)["spec"]["maxUnavailable"] == 0
+
+
+def test_network_policies_admit_only_pipeline_pods() -> None:
+    policy = stores.build_postgres_networkpolicy(pipeline())
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": {"fraudpipe.io/pipeline": "payments"}}}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 5432}]
+    kafka = stores.build_kafka_networkpolicy(pipeline())
+    peers = kafka["spec"]["ingress"][0]["from"]
+    assert peers[1]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
+
+
+def test_migrations_job_is_renamed_when_the_schema_or_image_changes() -> None:
+    job = apps.build_migrations_job(pipeline())
+    assert job["metadata"]["name"].startswith("payments-migrate-")
+    other = apps.build_migrations_job(pipeline({"postgres": {"managed": {"image": "postgres:17"}}}))
+    assert other["metadata"]["name"] != job["metadata"]["name"]
+    assert "CREATE TABLE IF NOT EXISTS alerts" in apps.migrations()["0001_alerts_feedback.sql"]
+    assert job["spec"]["template"]["metadata"]["labels"]["fraudpipe.io/pipeline"] == "payments"
+
+
+def test_monitoring_objects_carry_extra_labels_and_all_four_alerts() -> None:
+    p = pipeline({"monitoring": {"labels": {"release": "prom"}}})
+    rule = monitoring.build_pipeline_prometheusrule(p)
+    assert rule["metadata"]["labels"]["release"] == "prom"
+    alerts = [r["alert"] for r in rule["spec"]["groups"][0]["rules"]]
+    assert alerts == [
+        "FraudPipeConsumerLagHigh",
+        "FraudPipeScorerErrorRate",
+        "FraudPipeAlertRateSpike",
+        "FraudPipeScorerDown",
+    ]
+    assert monitoring.build_kafka_servicemonitor(p)["spec"]["endpoints"][0]["port"] == "admin"
+    off = pipeline({"monitoring": {"serviceMonitors": False, "prometheusRules": False}})
+    assert builders.plan(off).monitoring == []
+
+
+def test_default_images_fill_only_empty_fields() -> None:
+    p = builders.with_default_images(pipeline({"api": {"image": "mine/api:2"}}), IMAGES)
+    assert p.spec.scorer.image == "fp/scorer:1"
+    assert p.spec.api.image == "mine/api:2"

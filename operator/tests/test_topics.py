@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from fraudpipe_operator.conditions import Reason
+from fraudpipe_operator.models.v1alpha1 import Topic
+from fraudpipe_operator.topics import ExistingTopic, plan_topics
+
+
+def test_missing_topics_are_created_and_smaller_ones_grown() -> None:
+    plan = plan_topics(
+        [Topic(name="a", partitions=3), Topic(name="b", partitions=12)],
+        {"b": ExistingTopic("b", 6, 1)},
+    )
+    assert [t.name for t in plan.create] == ["a"]
+    assert plan.grow == {"b": 12}
+    assert plan.problems == []
+
+
+def test_topics_are_never_shrunk_and_the_reason_says_why() -> None:
+    plan = plan_topics([Topic(name="a", partitions=3)], {"a": ExistingTopic("a", 6, 1)})
+    assert plan.noop
+    (problem,) = plan.problems
+    assert problem.reason is Reason.PARTITIONS_CANNOT_SHRINK
+    assert "partitions >= 6" in problem.message
+
+
+def test_replication_factor_changes_are_refused() -> None:
+    plan = plan_topics(
+        [Topic(name="a", partitions=6, replication_factor=3)], {"a": ExistingTopic("a", 6, 1)}
+    )
+    assert [p.reason for p in plan.problems] == [Reason.REPLICATION_FACTOR_IMMUTABLE]
+
+
+def test_matching_topics_need_nothing() -> None:
+    plan = plan_topics([Topic(name="a", partitions=6)], {"a": ExistingTopic("a", 6, 1)})
+    assert plan.noop
+    assert plan.problems == []

@@ -1,8 +1,9 @@
 """`transactions.v1`: one payment event, keyed by user_id.
 
 Two ways in: the pydantic model `Transaction` (schema, docs, the API), and `decode_transaction`,
-the scorer's hot path, which validates with orjson and plain checks at a fraction of the cost
-and raises `InvalidTransaction` with a machine-readable code for the DLQ.
+the scorer's hot path: orjson and plain checks, about 5 µs a message (a quarter less than the
+pydantic model, bench/bench_decode.py), a light NamedTuple out, and `InvalidTransactionError`
+with a machine-readable code for the DLQ. Tests hold the two to the same rules.
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal, NamedTuple, NoReturn
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -82,9 +82,9 @@ class InvalidTransactionError(ValueError):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
-class Tx:
-    """A decoded, validated transaction as the scorer handles it (cheap to build)."""
+class Tx(NamedTuple):
+    """A decoded, validated transaction as the scorer handles it. A NamedTuple because the
+    scorer builds one per message: about 5x cheaper than a frozen dataclass."""
 
     tx_id: str
     ts: float  # seconds since the epoch, UTC
@@ -99,67 +99,97 @@ class Tx:
     channel: str
     device_id: str
     ip: str | None
-    raw: dict[str, Any] = field(repr=False, compare=False)
+    raw: dict[str, Any]
 
 
 _REQUIRED_STRINGS = ("tx_id", "user_id", "card_id", "merchant_id", "device_id")
+_MAX_AMOUNT = float(MAX_AMOUNT)
+_CHANNEL_SET = frozenset(CHANNELS)
 
 
 def decode_transaction(data: bytes) -> Tx:
-    """Validate one message; same rules as `Transaction`, several times faster."""
+    """Validate one message by the same rules as `Transaction` (the scorer decodes every
+    message: see bench/bench_decode.py)."""
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise InvalidTransactionError("malformed_json", str(exc)) from None
-    if not isinstance(obj, dict):
+    if type(obj) is not dict:
         raise InvalidTransactionError(
             "not_an_object", f"expected a JSON object, got {type(obj).__name__}"
         )
+    get = obj.get
     for name in _REQUIRED_STRINGS:
-        value = obj.get(name)
-        if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH:
+        value = get(name)
+        if type(value) is not str or not 0 < len(value) <= MAX_ID_LENGTH:
             _field_error(name, value, f"a string of 1 to {MAX_ID_LENGTH} characters")
-    amount_text = obj.get("amount")
-    if not isinstance(amount_text, str) or not _AMOUNT.match(amount_text):
+    amount_text = get("amount")
+    if type(amount_text) is not str or not _AMOUNT.match(amount_text):
         _field_error("amount", amount_text, 'a decimal string such as "12.50"')
     amount = float(amount_text)
-    if not 0 < amount <= float(MAX_AMOUNT):
+    if not 0 < amount <= _MAX_AMOUNT:
         _field_error("amount", amount_text, f"greater than 0 and at most {MAX_AMOUNT}")
-    mcc, currency, country = obj.get("mcc"), obj.get("currency"), obj.get("country")
-    if not isinstance(mcc, str) or not _MCC.match(mcc):
+    mcc, currency, country = get("mcc"), get("currency"), get("country")
+    if type(mcc) is not str or len(mcc) != 4 or not (mcc.isascii() and mcc.isdigit()):
         _field_error("mcc", mcc, "a 4-digit string")
-    if not isinstance(currency, str) or not _CURRENCY.match(currency):
+    if type(currency) is not str or len(currency) != 3 or not _upper_letters(currency):
         _field_error("currency", currency, "an ISO 4217 code such as EUR")
-    if not isinstance(country, str) or not _COUNTRY.match(country):
+    if type(country) is not str or len(country) != 2 or not _upper_letters(country):
         _field_error("country", country, "an ISO 3166 alpha-2 code such as FR")
-    channel = obj.get("channel")
-    if channel not in CHANNELS:
+    channel = get("channel")
+    if channel not in _CHANNEL_SET:
         _field_error("channel", channel, f"one of {', '.join(CHANNELS)}")
-    ip = obj.get("ip")
-    if ip is not None and (not isinstance(ip, str) or len(ip) > 64):
+    ip = get("ip")
+    if ip is not None and (type(ip) is not str or len(ip) > 64):
         _field_error("ip", ip, "a string of at most 64 characters")
     return Tx(
-        tx_id=obj["tx_id"],
-        ts=parse_utc_timestamp(obj.get("ts")),
-        user_id=obj["user_id"],
-        card_id=obj["card_id"],
-        merchant_id=obj["merchant_id"],
-        mcc=mcc,
-        amount=amount,
-        amount_text=amount_text,
-        currency=currency,
-        country=country,
-        channel=channel,
-        device_id=obj["device_id"],
-        ip=ip,
-        raw=obj,
+        obj["tx_id"],
+        parse_utc_timestamp(get("ts")),
+        obj["user_id"],
+        obj["card_id"],
+        obj["merchant_id"],
+        mcc,
+        amount,
+        amount_text,
+        currency,
+        country,
+        channel,
+        obj["device_id"],
+        ip,
+        obj,
     )
 
 
+def _upper_letters(text: str) -> bool:
+    return text.isascii() and text.isalpha() and text.isupper()
+
+
 def parse_utc_timestamp(value: object) -> float:
-    if not isinstance(value, str):
+    """Seconds since the epoch of an RFC 3339 UTC timestamp."""
+    if type(value) is not str:
         _field_error("ts", value, "an RFC 3339 UTC timestamp string")
+    # Fast path for what producers write: 2026-01-01T12:00:00Z or 2026-01-01T12:00:00.250Z.
+    if (len(value) == 20 or (len(value) == 24 and value[19] == ".")) and value[-1] in "Zz":
+        try:
+            day = _epoch_day(value[:10])
+            hour, minute, second = int(value[11:13]), int(value[14:16]), int(value[17:19])
+            millis = int(value[20:23]) if len(value) == 24 else 0
+        except ValueError:
+            day = None
+        if (
+            day is not None
+            and value[10] in "Tt"
+            and value[13] == value[16] == ":"
+            and hour < 24
+            and minute < 60
+            and second < 60
+        ):
+            whole = day * 86400 + hour * 3600 + minute * 60 + second
+            # One exact division, as datetime.timestamp() does: the same float to the bit.
+            return (whole * 1000 + millis) / 1000
     text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    if len(text) < 11 or text[10] not in "Tt ":  # fromisoformat would take any separator
+        _field_error("ts", value, "an RFC 3339 UTC timestamp string")
     try:
         parsed = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -167,6 +197,16 @@ def parse_utc_timestamp(value: object) -> float:
     if parsed.tzinfo is None or parsed.utcoffset() != dt.timedelta(0):
         _field_error("ts", value, "in UTC (ending in Z or +00:00)")
     return parsed.timestamp()
+
+
+@functools.lru_cache(maxsize=4096)
+def _epoch_day(date: str) -> int:
+    if len(date) != 10 or date[4] != "-" or date[7] != "-" or not date.replace("-", "").isdigit():
+        raise ValueError(date)
+    return (dt.date.fromisoformat(date) - _EPOCH_DATE).days
+
+
+_EPOCH_DATE = dt.date(1970, 1, 1)
 
 
 def _field_error(name: str, value: object, expected: str) -> NoReturn:
@@ -180,14 +220,16 @@ def _field_error(name: str, value: object, expected: str) -> NoReturn:
 def format_utc_timestamp(epoch_seconds: float) -> str:
     """RFC 3339 with millisecond precision and a Z, as producers write it."""
     millis = int(epoch_seconds * 1000)
-    second, milli = divmod(millis, 1000)
-    return f"{_second_prefix(second)}.{milli:03d}Z"
+    seconds, milli = divmod(millis, 1000)
+    hour, within = divmod(seconds, 3600)
+    minute, second = divmod(within, 60)
+    return f"{_hour_prefix(hour)}:{minute:02d}:{second:02d}.{milli:03d}Z"
 
 
-@functools.lru_cache(maxsize=4096)
-def _second_prefix(second: int) -> str:
-    # Producers format many events per second; strftime once per second, not per event.
-    return dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+@functools.lru_cache(maxsize=1024)
+def _hour_prefix(hour: int) -> str:
+    # Producers format many events per hour: strftime once per hour, not per event.
+    return dt.datetime.fromtimestamp(hour * 3600, dt.UTC).strftime("%Y-%m-%dT%H")
 
 
 __all__ = [

@@ -132,6 +132,15 @@ class _Draws:
             self._exponential = self.rng.standard_exponential(self.block).tolist()
         return self._exponential.pop()
 
+    def everyday_rows(self) -> list[list[float]]:
+        """Blocks of the draws one everyday transaction needs, one row each:
+        inter-arrival (exponential), six uniforms, the amount's normal deviate."""
+        rows = np.empty((self.block // 8, 8))
+        rows[:, 0] = self.rng.standard_exponential(len(rows))
+        rows[:, 1:7] = self.rng.random((len(rows), 6))
+        rows[:, 7] = self.rng.standard_normal(len(rows))
+        return rows.tolist()
+
 
 _MCCS = list(CATEGORIES)
 _MCC_CUMULATIVE = np.cumsum([CATEGORIES[m][0] for m in _MCCS]).tolist()
@@ -170,8 +179,9 @@ class _World:
         self.new_devices += 1
         return f"dev-{user:07d}-n{self.new_devices}"
 
-    def amount(self, user: int, scale: float) -> str:
-        value = math.exp(self.mu[user] + self.sigma[user] * self.draws.normal()) * scale
+    def amount(self, user: int, scale: float, normal: float | None = None) -> str:
+        deviate = self.draws.normal() if normal is None else normal
+        value = math.exp(self.mu[user] + self.sigma[user] * deviate) * scale
         return f"{min(max(value, 0.5), 50_000.0):.2f}"
 
     def ip(self, user: int, foreign: bool) -> str:
@@ -196,20 +206,25 @@ def generate(config: TrafficConfig) -> Iterator[GeneratedTransaction]:
     counter = 0
     now = config.start_ts
     users_buffer: list[int] = []
+    rows: list[list[float]] = []
     buffer_hour = -1
+    prefix = f"tx-{config.seed}-"
     while True:
         hour = int(now // 3600) % 24
         if hour != buffer_hour or not users_buffer:
             picks = rng.random(2048) * cumulative[hour, -1]
             users_buffer = np.searchsorted(cumulative[hour], picks)[::-1].tolist()
             buffer_hour = hour
-        now += draws.exponential() / totals[hour]
+        if not rows:
+            rows = draws.everyday_rows()
+        row = rows.pop()
+        now += row[0] / totals[hour]
         while pending and pending[0][0] <= now:
             yield heapq.heappop(pending)[2]
         user = users_buffer.pop()
         counter += 1
-        yield _everyday(world, user, now, f"tx-{config.seed}-{counter:010d}")
-        if draws.uniform() < start_probability:
+        yield _everyday(world, user, now, f"{prefix}{counter:010d}", row)
+        if row[6] < start_probability:
             scenario = SCENARIOS[draws.below(len(SCENARIOS))]
             victim = draws.below(population.size)
             for offset, event in enumerate(
@@ -218,24 +233,26 @@ def generate(config: TrafficConfig) -> Iterator[GeneratedTransaction]:
                 heapq.heappush(pending, (event.ts, offset + counter * 100, event))
 
 
-def _everyday(world: _World, user: int, ts: float, tx_id: str) -> GeneratedTransaction:
-    p, draws = world.p, world.draws
+def _everyday(
+    world: _World, user: int, ts: float, tx_id: str, row: list[float]
+) -> GeneratedTransaction:
+    _, roll, pick, favourite, primary, which, fresh, normal = row
+    p = world.p
     home = p.home[user]
-    roll = draws.uniform()
     country = home
     if roll < 0.015:
         country = world.foreign_country(home, far=False)  # a trip nearby
     elif roll < 0.018:
         country = world.foreign_country(home, far=True)  # a trip far away
-    if country == home and draws.uniform() < 0.85:
-        merchant = world.favourites[user][draws.below(12)]
+    if country == home and pick < 0.85:
+        merchant = world.favourites[user][int(favourite * 12)]
         mcc = p.merchant_mcc[merchant]
     else:
         mcc = world.everyday_category()
         merchant = world.merchant(country, mcc)
     devices = p.devices[user]
-    device = devices[0] if draws.uniform() < 0.8 else devices[draws.below(len(devices))]
-    if draws.uniform() < 0.004:
+    device = devices[0] if primary < 0.8 else devices[int(which * len(devices))]
+    if fresh < 0.004:
         device = world.fresh_device(user)  # a new phone: legitimate, and looks new
         devices.append(device)
     channel = CATEGORIES[mcc][2]
@@ -246,7 +263,7 @@ def _everyday(world: _World, user: int, ts: float, tx_id: str) -> GeneratedTrans
         card_id=p.cards[user],
         merchant_id=p.merchant_ids[merchant],
         mcc=mcc,
-        amount_text=world.amount(user, CATEGORIES[mcc][1]),
+        amount_text=world.amount(user, CATEGORIES[mcc][1], normal),
         currency=COUNTRIES[country][0],
         country=country,
         channel=channel,

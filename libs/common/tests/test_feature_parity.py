@@ -142,3 +142,27 @@ def test_vectors_follow_the_feature_names() -> None:
     assert named["count_24h"] == 1.0
     assert named["new_device"] == 1.0
     assert named["home_country_mismatch"] == 0.0
+
+
+async def test_a_batch_costs_one_redis_round_trip(redis_url: str, redis_prefix: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    store = OnlineFeatureStore(client, prefix=redis_prefix)
+    batch = [
+        FeatureInput(f"r{i}", f"u{i % 7}", T0 + i, "10", "FR", "d", "m", "5411", "pos")
+        for i in range(200)
+    ]
+    calls: list[object] = []
+    original = client.execute_command
+
+    async def counting(*args: object, **kwargs: object) -> object:
+        calls.append(args[0])
+        return await original(*args, **kwargs)
+
+    try:
+        await store.update(batch[:1])  # loads the script once
+        client.execute_command = counting  # type: ignore[method-assign]
+        values = await store.update(batch[1:])
+    finally:
+        await client.aclose()
+    assert len(values) == 199
+    assert calls == ["EVALSHA"]

@@ -198,7 +198,7 @@ def generate(config: TrafficConfig) -> Iterator[GeneratedTransaction]:
     draws = world.draws
     hourly = population.hourly_weights() * population.daily_rate[None, :]
     cumulative = np.cumsum(hourly, axis=1)
-    totals = cumulative[:, -1] / 86400.0  # events per second, per UTC hour
+    totals: list[float] = (cumulative[:, -1] / 86400.0).tolist()  # events/s per UTC hour
     mean_events = sum(_MEAN_EVENTS.values()) / len(_MEAN_EVENTS)
     start_probability = config.fraud_rate / (mean_events * max(1.0 - config.fraud_rate, 1e-9))
 

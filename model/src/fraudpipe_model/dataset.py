@@ -30,10 +30,14 @@ class DatasetSpec:
     seed: int
     fraud_rate: float = 0.01
     users: int = 10_000
+    # Rows replayed through the feature store before the kept rows start. A fresh stream is
+    # cold (every user's device and merchants look new); a scorer in production is not.
+    warmup: int = 0
 
     def describe(self) -> str:
+        warm = f" after warmup={self.warmup}" if self.warmup else ""
         return (
-            f"fraudpipe_common.synthetic rows={self.rows} seed={self.seed} "
+            f"fraudpipe_common.synthetic rows={self.rows}{warm} seed={self.seed} "
             f"fraud_rate={self.fraud_rate} users={self.users}"
         )
 
@@ -76,13 +80,16 @@ class Dataset:
 
 
 def build_dataset(spec: DatasetSpec) -> Dataset:
-    if spec.rows <= 0:
-        raise ValueError(f"rows must be positive, got {spec.rows}")
+    if spec.rows <= 0 or spec.warmup < 0:
+        raise ValueError(f"rows must be positive and warmup not negative, got {spec}")
     store = OfflineFeatureStore()
+    stream = generate(spec.traffic())
+    for tx in itertools.islice(stream, spec.warmup):
+        store.process(tx.feature_input())
     matrix = np.empty((spec.rows, len(FEATURE_NAMES)), dtype=np.float32)
     labels = np.empty(spec.rows, dtype=np.int8)
     scenarios: list[str] = []
-    for i, tx in enumerate(itertools.islice(generate(spec.traffic()), spec.rows)):
+    for i, tx in enumerate(itertools.islice(stream, spec.rows)):
         row = tx.feature_input()
         matrix[i] = assemble(row, store.process(row))
         labels[i] = tx.is_fraud
@@ -106,8 +113,8 @@ def load_dataset(spec: DatasetSpec, cache_dir: Path | None) -> Dataset:
     if cache_dir is None:
         return build_dataset(spec)
     path = cache_dir / (
-        f"rows{spec.rows}-seed{spec.seed}-fraud{spec.fraud_rate}-users{spec.users}"
-        f"-{code_fingerprint()}.npz"
+        f"rows{spec.rows}-warmup{spec.warmup}-seed{spec.seed}-fraud{spec.fraud_rate}"
+        f"-users{spec.users}-{code_fingerprint()}.npz"
     )
     if path.exists():
         with np.load(path, allow_pickle=False) as cached:

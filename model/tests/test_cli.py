@@ -19,6 +19,7 @@ from fraudpipe_common.model_artifact import (
     push_model,
     read_model_dir,
 )
+from fraudpipe_common.oci import sha256_digest
 from fraudpipe_model.cli import ESTIMATOR_FILE, _load_estimator, main
 from fraudpipe_model.dataset import DatasetSpec, build_dataset
 from fraudpipe_model.runtime import PARITY_TOLERANCE, OnnxModel
@@ -187,3 +188,17 @@ async def _run_in_thread(argv: list[str]) -> int:
     import asyncio
 
     return await asyncio.to_thread(main, argv)
+
+
+def test_a_directory_holding_no_onnx_graph_is_refused_before_pushing(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = copy_of(models["gradient_boosting"], tmp_path)
+    garbage = b"not an onnx graph"
+    card = read_model_dir(directory).card.model_copy(
+        update={"model_sha256": sha256_digest(garbage)}
+    )
+    (directory / MODEL_FILE).write_bytes(garbage)
+    (directory / CARD_FILE).write_bytes(card.to_json())
+    assert main(["push", str(directory), "127.0.0.1:1/models/fraud"]) == 1
+    assert "onnxruntime cannot load the model" in capsys.readouterr().err

@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         args.run(args)
-    except (CliError, ModelArtifactError, OciError, ParityError, ValueError) as exc:
+    except (CliError, ModelArtifactError, OciError, ParityError, ValueError, OSError) as exc:
         print(f"fraudpipe-model: error: {exc}", file=sys.stderr)
         return 1
     return 0

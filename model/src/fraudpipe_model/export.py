@@ -10,6 +10,7 @@ leaves hold their share of the path-length exponent, followed by 2 ** -x.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import onnx
@@ -41,12 +42,15 @@ def export_onnx(estimator: Estimator, n_features: int) -> bytes:
 def _gradient_boosting_graph(
     estimator: HistGradientBoostingClassifier, n_features: int
 ) -> onnx.ModelProto:
-    model: onnx.ModelProto = to_onnx(
-        estimator,
-        initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
-        target_opset=TARGET_OPSET,
-        options={id(estimator): {"zipmap": False}},
-    )
+    with warnings.catch_warnings():
+        # skl2onnx passes booleans where protobuf wants ints; harmless with protobuf < 7.
+        warnings.filterwarnings("ignore", "Field onnx.AttributeProto", DeprecationWarning)
+        model: onnx.ModelProto = to_onnx(
+            estimator,
+            initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
+            target_opset=TARGET_OPSET,
+            options={id(estimator): {"zipmap": False}},
+        )
     graph = model.graph
     probabilities = next(o.name for o in graph.output if o.name == "probabilities")
     graph.initializer.append(helper.make_tensor("positive_class", TensorProto.INT64, [], [1]))

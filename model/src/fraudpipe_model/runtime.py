@@ -15,13 +15,20 @@ class ParityError(AssertionError):
     """The ONNX graph does not reproduce the estimator's scores."""
 
 
+class InvalidGraphError(ValueError):
+    """The bytes are not an ONNX graph onnxruntime can run."""
+
+
 class OnnxModel:
     def __init__(self, onnx_bytes: bytes, *, threads: int = 0) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # 0: onnxruntime's default (all cores)
-        self.session = ort.InferenceSession(
-            onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        try:
+            self.session = ort.InferenceSession(
+                onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped exception classes
+            raise InvalidGraphError(f"onnxruntime cannot load the model: {exc}") from exc
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(features, dtype=np.float32)

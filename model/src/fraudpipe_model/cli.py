@@ -32,7 +32,12 @@ from fraudpipe_common.model_artifact import (
 )
 from fraudpipe_common.oci import OciError, Reference, sha256_digest
 from fraudpipe_model.dataset import DatasetSpec, load_dataset
-from fraudpipe_model.evaluate import evaluate_scores, format_table, plot_pr_curves
+from fraudpipe_model.evaluate import (
+    evaluate_scores,
+    format_table,
+    plot_pr_curves,
+    quality_bar_failures,
+)
 from fraudpipe_model.export import export_onnx
 from fraudpipe_model.runtime import OnnxModel, ParityError, check_parity
 from fraudpipe_model.train import PARITY_ROWS, VALIDATION_FRACTION, train_model
@@ -119,8 +124,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         plot_pr_curves(evaluations, args.png, f"held-out: seed {spec.seed}, {len(held_out)} rows")
         print(f"wrote {args.png}")
     if args.require_quality_bar:
-        supervised = [e for e in evaluations if e.card.family == "gradient_boosting"]
-        failed = [e.card.name for e in supervised if not e.meets_quality_bar()]
+        failed = quality_bar_failures(evaluations)
         if failed:
             raise CliError(f"quality bar not met by: {', '.join(failed)}")
 

@@ -39,6 +39,15 @@ class Evaluation:
         return self.pr_auc >= MIN_PR_AUC and self.recall_at_1pct_fpr >= MIN_RECALL_AT_1PCT_FPR
 
 
+def quality_bar_failures(evaluations: list[Evaluation]) -> list[str]:
+    """Names of supervised models below the bar; IsolationForest is reported, not judged."""
+    return [
+        e.card.name
+        for e in evaluations
+        if e.card.family == "gradient_boosting" and not e.meets_quality_bar()
+    ]
+
+
 def evaluate_scores(
     card: ModelCard, labels: np.ndarray, scenarios: np.ndarray, scores: np.ndarray
 ) -> Evaluation:

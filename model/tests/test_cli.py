@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -202,3 +204,27 @@ def test_a_directory_holding_no_onnx_graph_is_refused_before_pushing(
     (directory / CARD_FILE).write_bytes(card.to_json())
     assert main(["push", str(directory), "127.0.0.1:1/models/fraud"]) == 1
     assert "onnxruntime cannot load the model" in capsys.readouterr().err
+
+
+def test_inspect_of_a_missing_directory_says_what_it_expected(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["inspect", "/nonexistent/model"]) == 1
+    assert "no such model directory" in capsys.readouterr().err
+
+
+def test_the_console_script_exits_non_zero_when_the_registry_is_unreachable(
+    models: dict[str, Path],
+) -> None:
+    script = Path(sys.executable).parent / "fraudpipe-model"
+    target = f"127.0.0.1:{_closed_port()}/models/fraud:v1"
+    done = subprocess.run(
+        [str(script), "push", str(models["isolation_forest"]), target],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("fraudpipe-model: error: cannot reach the OCI registry")
+    assert "Traceback" not in done.stderr

@@ -157,6 +157,11 @@ def _pull(args: argparse.Namespace) -> None:
 def _inspect(args: argparse.Namespace) -> None:
     if Path(args.model).is_dir():
         card = read_model_dir(Path(args.model)).card
+    elif "@sha256:" not in args.model:
+        raise CliError(
+            f"{args.model}: no such model directory; for a pushed model give "
+            "registry/repository@sha256:…"
+        )
     else:
         card = asyncio.run(pull_model(args.model, plain_http=args.plain_http)).card
     if args.json:
@@ -243,16 +248,27 @@ def _parser() -> argparse.ArgumentParser:
             help="rows replayed into the feature state first, not used (%(default)s)",
         )
         command.add_argument("--seed", type=int, default=seed, help="stream seed (%(default)s)")
-        command.add_argument("--fraud-rate", type=float, default=0.01, help="(%(default)s)")
-        command.add_argument("--users", type=int, default=10_000, help="(%(default)s)")
+        command.add_argument(
+            "--fraud-rate", type=float, default=0.01, help="share of fraud rows (%(default)s)"
+        )
+        command.add_argument(
+            "--users", type=int, default=10_000, help="simulated users (%(default)s)"
+        )
         command.add_argument(
             "--no-cache", action="store_true", help=f"do not cache datasets in {DEFAULT_CACHE}"
         )
 
     train = commands.add_parser("train", help="train a model, export ONNX, write its card")
-    train.add_argument("--family", choices=get_args(Family), default=DEFAULT_FAMILY)
+    train.add_argument(
+        "--family", choices=get_args(Family), default=DEFAULT_FAMILY, help="(%(default)s)"
+    )
     data_options(train, rows=300_000, seed=1)
-    train.add_argument("--validation-fraction", type=float, default=VALIDATION_FRACTION)
+    train.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=VALIDATION_FRACTION,
+        help="last share of the rows, held back to choose thresholds (%(default)s)",
+    )
     train.add_argument("--name", help="model name in the card (fraudpipe-<family>)")
     train.add_argument("--threads", type=int, help="OpenMP threads (scikit-learn's default)")
     train.add_argument("--out", type=Path, required=True, help="directory to write")

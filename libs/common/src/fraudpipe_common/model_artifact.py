@@ -129,7 +129,7 @@ class ModelCard(_Card):
     hyperparameters: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _features_are_unique(self) -> ModelCard:
+    def _consistent(self) -> ModelCard:
         duplicates = sorted({f for f in self.features if self.features.count(f) > 1})
         if duplicates:
             raise ValueError(f"feature names repeat: {duplicates}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -56,6 +57,9 @@ def _run(namespaces: list[str], all_namespaces: bool, liveness: str) -> int:
     import kopf
 
     from fraudpipe_operator import handlers  # noqa: F401  (registers the handlers)
+
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()  # the contract every service shares
+    kopf.configure(verbose=level == "DEBUG", quiet=level in ("WARNING", "ERROR"))
 
     kopf.run(
         standalone=True,  # one replica (Recreate strategy): no peering CRDs needed

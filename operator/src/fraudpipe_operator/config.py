@@ -29,6 +29,12 @@ class OperatorConfig(BaseSettings):
         gt=0,
         description="Period of the drift check; a deleted or edited child is back within it.",
     )
+    progressing_interval_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="Period of reconciliation while a pipeline is not Ready yet (children are "
+        "not watched, so this is how quickly a rollout advances from step to step).",
+    )
     metrics_port: int = Field(default=8081, description="Port of the operator's /metrics.")
     kafka_bootstrap_override: str | None = Field(
         default=None,

@@ -1,11 +1,13 @@
 """kopf entry points: thin, typed, each handing off to the Reconciler.
 
-A FraudPipeline is reconciled when it appears, when its spec changes, when the operator
-starts, and every `reconcile_interval_seconds` (which restores deleted or edited children).
+Each FraudPipeline has a daemon that reconciles it every `progressing_interval_seconds` until
+it is Ready and every `reconcile_interval_seconds` after (which restores deleted or edited
+children); a spec change is reconciled at once by the update handler.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import time
@@ -31,13 +33,15 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
-    # Timers need a finalizer to be stopped cleanly; name it after us, not after kopf.
+    # Daemons need a finalizer to be stopped cleanly; name it after us, not after kopf.
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     # Events are for transitions (posted explicitly), not for every log line.
     settings.posting.level = logging.WARNING
     # Re-establish watches regularly: a silently dead watch would stop all reconciliation.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # httpx logs every request at INFO: that is our own client, far too chatty for a log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     memo.kube = Kube(await _login(settings))
     memo.reconciler = Reconciler(memo.kube, CONFIG)
     start_http_server(CONFIG.metrics_port)
@@ -68,17 +72,13 @@ def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | No
     )
 
 
-async def _reconcile(
-    trigger: str,
-    body: kopf.Body,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    logger: kopf.Logger,
-) -> None:
+async def _reconcile(trigger: str, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger) -> str:
+    """Reconcile once, write the status if it changed; returns the phase."""
     started = time.monotonic()
     pipeline = FraudPipeline.from_body(body)
     try:
         outcome: Outcome = await memo.reconciler.reconcile(pipeline)
+        await write_status(memo.kube, body, outcome, pipeline.generation, logger)
     except Exception as error:
         metrics.RECONCILE_ERRORS.labels(trigger, type(error).__name__).inc()
         metrics.RECONCILES.labels(trigger, "error").inc()
@@ -89,11 +89,11 @@ async def _reconcile(
     metrics.PIPELINE_READY.labels(pipeline.namespace, pipeline.name).set(
         1 if outcome.phase == "Ready" else 0
     )
-    write_status(body, patch, outcome, pipeline.generation, logger)
+    return outcome.phase
 
 
-def write_status(
-    body: kopf.Body, patch: kopf.Patch, outcome: Outcome, generation: int, logger: kopf.Logger
+async def write_status(
+    kube: Kube, body: kopf.Body, outcome: Outcome, generation: int, logger: kopf.Logger
 ) -> None:
     """Patch only the status fields that changed; post an Event for every condition flip."""
     current = dict(body.get("status") or {})
@@ -110,51 +110,54 @@ def write_status(
     }
     if outcome.consumer_lag is not None:
         desired["consumerLag"] = outcome.consumer_lag
-    for key, value in desired.items():
-        if current.get(key) != value:
-            patch.status[key] = value
+    changed = {key: value for key, value in desired.items() if current.get(key) != value}
+    if not changed:
+        return
+    meta = body["metadata"]
+    await kube.patch_status(f"{GROUP}/{VERSION}", PLURAL, meta["namespace"], meta["name"], changed)
     before = {c.get("type"): c.get("status") for c in previous_conditions}
     for flipped in conditions.flips(previous_conditions, merged):
-        good = flipped["status"] == "True"
-        if flipped["type"] == conditions.ConditionType.DEGRADED.value:
-            good = not good
+        kind, status = flipped["type"], flipped["status"]
+        good = (status == "True") != (kind == conditions.ConditionType.DEGRADED.value)
         # A loss is a Warning; a component still coming up for the first time is not.
-        lost = not good and flipped["type"] in before
-        message = (
-            f"{flipped['type']}={flipped['status']}: {flipped['reason']}: {flipped['message']}"
-        )
+        warning = not good and (kind in before or kind == conditions.ConditionType.DEGRADED.value)
+        message = f"{kind}={status}: {flipped['reason']}: {flipped['message']}"
         kopf.event(
             body,
-            type="Warning" if lost else "Normal",
-            reason=flipped["type"] + ("" if good else "Lost" if lost else "Pending"),
+            type="Warning" if warning else "Normal",
+            reason=kind if status == "True" else f"Not{kind}",
             message=message[:1000],
         )
         logger.info(message)
 
 
-@kopf.on.resume(*RESOURCE, backoff=10)
-async def fraudpipeline_resume(
-    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+@kopf.daemon(*RESOURCE, cancellation_timeout=10)
+async def fraudpipeline_daemon(
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
 ) -> None:
-    await _reconcile("resume", body, patch, memo, logger)
+    """Reconciles from the moment the pipeline is seen (created, or found at start-up) until
+    it is deleted: quickly while it comes up, then as a drift check."""
+    while not stopped:
+        try:
+            phase = await _reconcile("daemon", body, memo, logger)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # keep watching: the next round may well succeed
+            logger.exception(f"reconcile failed: {error}")
+            phase = "Error"
+        ready = phase == "Ready"
+        await stopped.wait(
+            CONFIG.reconcile_interval_seconds if ready else CONFIG.progressing_interval_seconds
+        )
 
 
-@kopf.on.create(*RESOURCE, backoff=10)
-async def fraudpipeline_create(
-    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any
-) -> None:
-    await _reconcile("create", body, patch, memo, logger)
-
-
-@kopf.on.update(*RESOURCE, field="spec", backoff=10)
+@kopf.on.update(*RESOURCE, field="spec", backoff=5)
 async def fraudpipeline_update(
-    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+    body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
-    await _reconcile("update", body, patch, memo, logger)
-
-
-@kopf.timer(*RESOURCE, interval=CONFIG.reconcile_interval_seconds, initial_delay=5)
-async def fraudpipeline_drift(
-    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any
-) -> None:
-    await _reconcile("timer", body, patch, memo, logger)
+    """A spec change is applied at once rather than at the daemon's next round."""
+    await _reconcile("update", body, memo, logger)

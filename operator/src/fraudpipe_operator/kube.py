@@ -120,6 +120,18 @@ class Kube:
             raise
         return True
 
+    async def patch_status(
+        self, group_version: str, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> None:
+        """Merge-patch the status subresource of a custom resource."""
+        await self._request(
+            "PATCH",
+            f"/apis/{group_version}/namespaces/{namespace}/{plural}/{name}/status",
+            params={"fieldManager": FIELD_MANAGER},
+            content=json.dumps({"status": status}),
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             response = await self._request("GET", path_of(kind, namespace, name))

@@ -184,20 +184,40 @@ class Topic(Model):
     )
 
 
-def topic(name: str, description: str) -> Any:
+def topic_name(default: str) -> Any:
+    """The name field of one of the pipeline's topics: it defaults to the standard name, so
+    that overriding only a topic's partition count keeps its name."""
     return Field(
-        default_factory=lambda: Topic(name=name),
-        description=description,
-        json_schema_extra={"default": wire(Topic(name=name))},
+        default=default,
+        min_length=1,
+        max_length=249,
+        pattern=r"^[a-zA-Z0-9._-]+$",
+        description=f"Topic name (default {default}).",
     )
 
 
+class TransactionsTopic(Topic):
+    name: str = topic_name("transactions.v1")
+
+
+class DecisionsTopic(Topic):
+    name: str = topic_name("decisions.v1")
+
+
+class DlqTopic(Topic):
+    name: str = topic_name("transactions.v1.dlq")
+
+
+class LabelsTopic(Topic):
+    name: str = topic_name("transactions.v1.labels")
+
+
 class Topics(Model):
-    transactions: Topic = topic("transactions.v1", "Scored input (key = user_id).")
-    decisions: Topic = topic("decisions.v1", "Decisions written by the scorer.")
-    dlq: Topic = topic("transactions.v1.dlq", "Rejected input, with reason headers.")
-    labels: Topic = topic(
-        "transactions.v1.labels", "Ground-truth labels of demo traffic (evaluation only)."
+    transactions: TransactionsTopic = section(TransactionsTopic, "Scored input (key = user_id).")
+    decisions: DecisionsTopic = section(DecisionsTopic, "Decisions written by the scorer.")
+    dlq: DlqTopic = section(DlqTopic, "Rejected input, with reason headers.")
+    labels: LabelsTopic = section(
+        LabelsTopic, "Ground-truth labels of demo traffic (evaluation only)."
     )
 
 

@@ -1,0 +1,172 @@
+"""The API server itself rejects invalid FraudPipelines (schema, enums, bounds, CEL rules), with
+a message that names the offending field: no operator needed to catch a typo."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+sys.path.insert(0, str(Path(__file__).parent))
+from operator_harness import GROUP, MODEL_REF, PLURAL, VERSION, merge, operator_release
+
+pytestmark = pytest.mark.k8s
+__all__ = ["operator_release"]  # fixture
+
+EXTERNAL = {"kafka": {"mode": "external", "external": {"bootstrapServers": ["kafka:9092"]}}}
+
+# (case, spec overrides merged into a valid spec, field path the message must name)
+INVALID: list[tuple[str, dict[str, Any], str]] = [
+    ("replicas of the wrong type", {"scorer": {"replicas": "two"}}, "spec.scorer.replicas"),
+    (
+        "autoscaling min above max",
+        {"scorer": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}},
+        "spec.scorer.autoscaling.minReplicas",
+    ),
+    ("model without a digest", {"model": {"ref": "registry/m:latest"}}, "spec.model.ref"),
+    (
+        "model digest too short",
+        {"model": {"ref": "registry/m@sha256:abc"}},
+        "spec.model.ref",
+    ),
+    (
+        "canary without a digest",
+        {"model": {"canary": {"ref": "registry/m:v2"}}},
+        "spec.model.canary.ref",
+    ),
+    (
+        "external Kafka without servers",
+        {"kafka": {"mode": "external"}},
+        "spec.kafka.external.bootstrapServers",
+    ),
+    (
+        "external Kafka with an empty server list",
+        {"kafka": {"mode": "external", "external": {"bootstrapServers": []}}},
+        "spec.kafka.external.bootstrapServers",
+    ),
+    (
+        "bootstrap server without a port",
+        {"kafka": {"mode": "external", "external": {"bootstrapServers": ["kafka.example.com"]}}},
+        "spec.kafka.external.bootstrapServers[0]",
+    ),
+    (
+        "negative partitions",
+        {"kafka": {"topics": {"transactions": {"partitions": -3}}}},
+        "spec.kafka.topics.transactions.partitions",
+    ),
+    (
+        "replication factor above the broker count",
+        {"kafka": {"topics": {"decisions": {"replicationFactor": 3}}}},
+        "spec.kafka.topics",
+    ),
+    ("zero brokers", {"kafka": {"managed": {"replicas": 0}}}, "spec.kafka.managed.replicas"),
+    ("unknown Kafka mode", {"kafka": {"mode": "cloud"}}, "spec.kafka.mode"),
+    (
+        "storage size that is not a quantity",
+        {"kafka": {"managed": {"storage": {"size": "lots"}}}},
+        "spec.kafka.managed.storage.size",
+    ),
+    (
+        "unsupported SASL mechanism",
+        merge(
+            EXTERNAL, {"kafka": {"external": {"sasl": {"mechanism": "GSSAPI", "secretName": "s"}}}}
+        ),
+        "spec.kafka.external.sasl.mechanism",
+    ),
+    (
+        "flag threshold above block",
+        {"scorer": {"rules": {"thresholds": {"flag": 0.95, "block": 0.9}}}},
+        "spec.scorer.rules.thresholds.flag",
+    ),
+    (
+        "threshold above 1",
+        {"scorer": {"rules": {"thresholds": {"block": 1.5}}}},
+        "spec.scorer.rules.thresholds.block",
+    ),
+    ("empty batch", {"scorer": {"batch": {"maxSize": 0}}}, "spec.scorer.batch.maxSize"),
+    (
+        "external Redis without its URL Secret",
+        {"redis": {"mode": "external"}},
+        "spec.redis.urlSecretRef",
+    ),
+    (
+        "external PostgreSQL without its DSN Secret",
+        {"postgres": {"mode": "external"}},
+        "spec.postgres.dsnSecretRef",
+    ),
+    ("unknown Service type", {"api": {"serviceType": "Ingress"}}, "spec.api.serviceType"),
+    (
+        "Secret name that is not a Kubernetes name",
+        {"api": {"authSecretRef": {"name": "Bad_Name", "key": "keys"}}},
+        "spec.api.authSecretRef.name",
+    ),
+    ("negative producer rate", {"producer": {"rps": -5}}, "spec.producer.rps"),
+    ("unknown log level", {"logLevel": "TRACE"}, "spec.logLevel"),
+]
+
+
+def body(spec: dict[str, Any], *, with_model: bool = True) -> dict[str, Any]:
+    base: dict[str, Any] = {"model": {"ref": MODEL_REF}} if with_model else {}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "FraudPipeline",
+        "metadata": {"name": f"invalid-{uuid.uuid4().hex[:8]}"},
+        "spec": merge(base, spec),
+    }
+
+
+def create(kube_client: Any, namespace: str, obj: dict[str, Any]) -> Any:
+    return client.CustomObjectsApi(kube_client).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, obj
+    )
+
+
+def test_a_minimal_pipeline_is_accepted_and_defaulted(
+    operator_release: Any, kube_client: Any, k8s_namespace: str
+) -> None:
+    created = create(
+        kube_client, k8s_namespace, body({"kafka": {"topics": {"dlq": {"partitions": 2}}}})
+    )
+    spec = created["spec"]
+    assert spec["kafka"]["topics"]["dlq"] == {
+        "name": "transactions.v1.dlq",
+        "partitions": 2,
+        "replicationFactor": 1,
+        "retentionMs": 604800000,
+    }
+    assert spec["kafka"]["mode"] == "managed"
+    assert spec["kafka"]["topics"]["transactions"]["name"] == "transactions.v1"
+    assert spec["scorer"]["batch"] == {"maxSize": 500, "maxWaitMs": 50}
+    assert spec["redis"]["managed"]["image"].startswith("redis:7")
+    assert spec["postgres"]["managed"]["image"].startswith("postgres:16")
+
+
+@pytest.mark.parametrize(("case", "spec", "field"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_pipeline_is_rejected_naming_the_field(
+    operator_release: Any,
+    kube_client: Any,
+    k8s_namespace: str,
+    case: str,
+    spec: dict[str, Any],
+    field: str,
+) -> None:
+    with pytest.raises(ApiException) as rejected:
+        create(kube_client, k8s_namespace, body(spec))
+    assert rejected.value.status == 422, rejected.value.body
+    message = json.loads(rejected.value.body)["message"]
+    assert f"{field}:" in message, f"{case}: {message}"
+
+
+def test_a_pipeline_without_a_model_is_rejected(
+    operator_release: Any, kube_client: Any, k8s_namespace: str
+) -> None:
+    with pytest.raises(ApiException) as rejected:
+        create(kube_client, k8s_namespace, body({}, with_model=False))
+    assert rejected.value.status == 422
+    assert "spec.model: Required value" in json.loads(rejected.value.body)["message"]

@@ -14,13 +14,12 @@ from fraudpipe_common.model_artifact import (
     ONNX_MEDIA_TYPE,
     ModelArtifact,
     ModelArtifactError,
-    RegistryUnreachableError,
     load_model,
     pull_model,
     push_model,
     write_model_dir,
 )
-from fraudpipe_common.oci import Blob, OciClient, OciError, Reference
+from fraudpipe_common.oci import Blob, OciClient, OciError, Reference, RegistryUnreachableError
 
 from .test_model_artifact import ONNX, make_card
 

@@ -61,3 +61,18 @@ def test_blob_descriptor_hashes_its_bytes() -> None:
     assert desc.digest == sha256_digest(b"model")
     assert desc.size == 5
     assert Descriptor.from_json(desc.to_json()) == desc
+
+
+async def test_an_unreachable_registry_is_named_in_the_error() -> None:
+    import socket
+
+    from fraudpipe_common.oci import OciClient, RegistryUnreachableError
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        registry = f"127.0.0.1:{sock.getsockname()[1]}"
+    async with OciClient(registry) as client:
+        with pytest.raises(
+            RegistryUnreachableError, match=f"cannot reach the OCI registry at {registry}"
+        ):
+            await client.pull_manifest(Reference.parse(f"{registry}/m@{DIGEST}"))

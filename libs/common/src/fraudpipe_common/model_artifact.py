@@ -23,13 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import httpx
 import orjson
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fraudpipe_common.oci import Blob as OciBlob
-from fraudpipe_common.oci import OciClient, OciError, Reference, sha256_digest
+from fraudpipe_common.oci import (
+    OciClient,
+    Reference,
+    sha256_digest,
+)
 
 ARTIFACT_TYPE = "application/vnd.fraudpipe.model.v1"
 ONNX_MEDIA_TYPE = "application/vnd.fraudpipe.model.onnx"
@@ -47,10 +50,6 @@ class ModelArtifactError(ValueError):
 
 class IncompatibleModelError(ModelArtifactError):
     """The model's inputs do not match the features the caller computes."""
-
-
-class RegistryUnreachableError(OciError):
-    """The registry could not be contacted at all (connection refused, DNS, timeout)."""
 
 
 class _Card(BaseModel):
@@ -295,12 +294,9 @@ async def push_model(
         "io.fraudpipe.model.family": card.family,
     }
     async with OciClient(registry, plain_http=plain_http) as client:
-        try:
-            return await client.push_artifact(
-                repository, ARTIFACT_TYPE, layers, tag=tag, annotations=annotations
-            )
-        except httpx.TransportError as exc:
-            raise _unreachable(registry, exc) from exc
+        return await client.push_artifact(
+            repository, ARTIFACT_TYPE, layers, tag=tag, annotations=annotations
+        )
 
 
 async def pull_model(
@@ -314,10 +310,7 @@ async def pull_model(
             "(fraudpipe-model push prints it)"
         )
     async with OciClient(ref.registry, plain_http=plain_http) as client:
-        try:
-            manifest, layers = await client.pull_artifact(ref)
-        except httpx.TransportError as exc:
-            raise _unreachable(ref.registry, exc) from exc
+        manifest, layers = await client.pull_artifact(ref)
     if manifest.get("artifactType") != ARTIFACT_TYPE:
         raise ModelArtifactError(
             f"{ref} is not a fraudpipe model: artifactType is "
@@ -351,10 +344,3 @@ def _layers_by_media_type(
         if wanted not in found:
             raise ModelArtifactError(f"{ref} has no {wanted} layer (layers: {sorted(found)})")
     return found
-
-
-def _unreachable(registry: str, exc: httpx.TransportError) -> RegistryUnreachableError:
-    return RegistryUnreachableError(
-        f"cannot reach the OCI registry at {registry}: {type(exc).__name__}: {exc or 'no detail'}."
-        " Check the address and that the registry is running (hack/stack up starts a local one)."
-    )

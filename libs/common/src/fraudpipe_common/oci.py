@@ -29,6 +29,10 @@ class DigestMismatchError(OciError):
     """The bytes received do not hash to the digest they were asked for by."""
 
 
+class RegistryUnreachableError(OciError):
+    """The registry could not be contacted at all (connection refused, DNS, timeout)."""
+
+
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -123,7 +127,20 @@ class OciClient:
             "http" if (is_loopback(registry) if plain_http is None else plain_http) else "https"
         )
         self.registry = registry
-        self._http = httpx.AsyncClient(base_url=f"{scheme}://{registry}/v2", timeout=timeout)
+        self._http = httpx.AsyncClient(
+            base_url=f"{scheme}://{registry}/v2",
+            timeout=timeout,
+        )
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise RegistryUnreachableError(
+                f"cannot reach the OCI registry at {self.registry}: {type(exc).__name__}: "
+                f"{exc or 'no detail'}. Check the address and that the registry is running "
+                "(hack/stack up starts a local one)."
+            ) from exc
 
     async def __aenter__(self) -> OciClient:
         return self
@@ -136,14 +153,15 @@ class OciClient:
 
     async def push_blob(self, repository: str, blob: Blob) -> Descriptor:
         desc = blob.descriptor()
-        head = await self._http.head(f"/{repository}/blobs/{desc.digest}")
+        head = await self._send("HEAD", f"/{repository}/blobs/{desc.digest}")
         if head.status_code == 200:
             return desc  # content-addressed: already there means identical
-        start = await self._http.post(f"/{repository}/blobs/uploads/")
+        start = await self._send("POST", f"/{repository}/blobs/uploads/")
         _expect(start, 202, f"start upload to {repository}")
         location = start.headers["Location"]
         sep = "&" if "?" in location else "?"
-        put = await self._http.put(
+        put = await self._send(
+            "PUT",
             f"{location}{sep}digest={desc.digest}",
             content=blob.data,
             headers={"Content-Type": "application/octet-stream"},
@@ -176,7 +194,8 @@ class OciClient:
             manifest["annotations"] = annotations
         body = orjson.dumps(manifest)
         digest = sha256_digest(body)
-        put = await self._http.put(
+        put = await self._send(
+            "PUT",
             f"/{repository}/manifests/{tag or digest}",
             content=body,
             headers={"Content-Type": OCI_MANIFEST},
@@ -189,8 +208,8 @@ class OciClient:
     async def pull_manifest(self, ref: Reference) -> tuple[dict[str, Any], str]:
         """The manifest and its digest; when pulled by digest, the bytes are verified."""
         target = ref.digest or ref.tag or "latest"
-        response = await self._http.get(
-            f"/{ref.repository}/manifests/{target}", headers={"Accept": OCI_MANIFEST}
+        response = await self._send(
+            "GET", f"/{ref.repository}/manifests/{target}", headers={"Accept": OCI_MANIFEST}
         )
         _expect(response, 200, f"pull manifest {ref}")
         digest = sha256_digest(response.content)
@@ -200,7 +219,9 @@ class OciClient:
         return manifest, digest
 
     async def pull_blob(self, repository: str, desc: Descriptor) -> bytes:
-        response = await self._http.get(f"/{repository}/blobs/{desc.digest}", follow_redirects=True)
+        response = await self._send(
+            "GET", f"/{repository}/blobs/{desc.digest}", follow_redirects=True
+        )
         _expect(response, 200, f"pull blob {desc.digest} from {repository}")
         data = response.content
         if len(data) != desc.size or sha256_digest(data) != desc.digest:

@@ -51,11 +51,8 @@ stack-up: provision ## start the local stack and print its settings
 stack-down: ## stop the local stack
 	hack/stack down
 
-demo: ## run the product (the data plane is not built yet: see README)
-	@echo "make demo runs the fraudpipe pipeline once the scorer exists (issue: Scorer)."
-	@echo "Today it starts the local stack the pipeline will run on:"
-	hack/stack up
-	hack/stack status
+demo: provision sync ## run what fraudpipe runs today, end to end (see README)
+	hack/demo
 
 clean: ## remove the virtualenv and caches of the linters (not the toolchain cache)
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

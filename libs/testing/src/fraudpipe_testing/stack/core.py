@@ -139,7 +139,8 @@ class Stack:
     def _stop(running: Running) -> None:
         for pid in reversed(running.pids):
             stop(pid)
-        network.release_unreachable(list(running.extra.get("routes", [])))
+        if "workdir" in running.extra:
+            network.release_unreachable(Path(running.extra["workdir"]))
 
 
 def _validated(names: Iterable[str]) -> list[str]:

@@ -88,10 +88,12 @@ class ControlPlaneService:
         admin = kubeconfig("admin", "fraudpipe-admin", "system:masters")
         controller_manager = kubeconfig("controller-manager", "system:kube-controller-manager")
         scheduler = kubeconfig("scheduler", "system:kube-scheduler")
-        routes = network.claim_unreachable([SERVICE_CIDR, POD_CIDR])
         procs: list[Spawned] = []
         try:
             procs.append(self._etcd(workdir, etcd_port, etcd_peer))
+            # Before anything could hand out a Pod or Service address; the claim lives as
+            # long as this cluster's etcd.
+            routes = network.claim_unreachable(workdir, [SERVICE_CIDR, POD_CIDR], procs[0].pid)
             procs.append(
                 spawn(
                     "kube-apiserver",
@@ -190,7 +192,8 @@ class ControlPlaneService:
                 procs,
                 {"KUBECONFIG": str(admin)},
                 server=server,
-                routes=routes,
+                routes_managed=routes,
+                workdir=str(workdir),
                 ca=str(ca.pair.cert),
                 admin_cert=str(ca.pair.cert.parent / "admin.crt"),
                 admin_key=str(ca.pair.cert.parent / "admin.key"),
@@ -209,7 +212,7 @@ class ControlPlaneService:
         except BaseException:
             for proc in reversed(procs):
                 stop(proc.pid)
-            network.release_unreachable(routes)
+            network.release_unreachable(workdir)
             raise
 
     def _etcd(self, workdir: Path, port: int, peer: int) -> Spawned:

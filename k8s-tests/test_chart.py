@@ -76,7 +76,11 @@ def test_helm_lint_is_clean(kubeconfig: str, value_set: str) -> None:
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
 def test_every_rendered_manifest_is_accepted_by_the_api_server(
-    operator_release: Release, kubeconfig: str, k8s_namespace: str, value_set: str
+    operator_release: Release,
+    kube_client: Any,
+    kubeconfig: str,
+    k8s_namespace: str,
+    value_set: str,
 ) -> None:
     rendered = helm(
         kubeconfig,
@@ -91,6 +95,10 @@ def test_every_rendered_manifest_is_accepted_by_the_api_server(
     ).stdout
     documents = [d for d in yaml.safe_load_all(rendered) if d]
     kinds = {d["kind"] for d in documents}
+    # The helm test pod runs as the namespace's default ServiceAccount, which the
+    # controller-manager creates a moment after the namespace.
+    core = client.CoreV1Api(kube_client)
+    wait_for(lambda: core.read_namespaced_service_account("default", k8s_namespace), "default SA")
     assert {"Deployment"} <= kinds
     result = kubectl(
         kubeconfig,

@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).parent))
 from operator_harness import (
@@ -87,7 +89,7 @@ def test_managed_example_reaches_ready_with_every_child(
     kubeconfig: str,
     k8s_namespace: str,
 ) -> None:
-    pipelines, body, _ = managed_pipeline
+    pipelines, body, operator = managed_pipeline
     started = time.monotonic()
     kubectl(
         kubeconfig,
@@ -102,8 +104,23 @@ def test_managed_example_reaches_ready_with_every_child(
 
     apps, core = client.AppsV1Api(kube_client), client.CoreV1Api(kube_client)
     ns = k8s_namespace
-    status = pipelines.get("payments")["status"]
+    live = pipelines.get("payments")
+    status = live["status"]
     assert status["phase"] == "Ready"
+    # kopf's bookkeeping is in annotations under our prefix, never in the user's status.
+    assert set(status) <= {
+        "observedGeneration",
+        "phase",
+        "conditions",
+        "consumerLag",
+        "model",
+        "scorerReplicas",
+        "scorerSelector",
+    }
+    kopf_keys = [k for k in live["metadata"]["annotations"] if "kopf" in k or "last-handled" in k]
+    assert kopf_keys
+    assert all(k.startswith("fraudpipe.io/") for k in kopf_keys)
+    assert live["metadata"]["finalizers"] == ["fraudpipe.io/finalizer"]
     assert status["observedGeneration"] == pipelines.get("payments")["metadata"]["generation"]
     assert status["model"] == "gbt@sha256:abababababab"
 
@@ -147,6 +164,27 @@ def test_managed_example_reaches_ready_with_every_child(
     running = [p for p in pods if p.status.phase == "Running"]
     assert len(running) == 2 + 2 + 1 + 3  # scorer, api, producer, three stores
     assert all(p.spec.node_name.startswith("kwok-node-") for p in running)
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port()}/metrics") as page:
+        samples = [
+            (sample.name, sample.labels, sample.value)
+            for family in text_string_to_metric_families(page.read().decode())
+            for sample in family.samples
+        ]
+    assert any(
+        name == "fraudpipe_operator_reconciles_total"
+        and labels == {"trigger": "daemon", "result": "Ready"}
+        and value >= 1
+        for name, labels, value in samples
+    )
+    assert any(
+        name == "fraudpipe_operator_reconcile_duration_seconds_count" for name, _, _ in samples
+    )
+    assert (
+        "fraudpipe_operator_pipeline_ready",
+        {"namespace": ns, "name": "payments"},
+        1.0,
+    ) in samples
 
     table = kubectl(kubeconfig, "get", "fp", "-n", ns).stdout
     header, row = table.splitlines()[:2]

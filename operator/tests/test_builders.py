@@ -215,6 +215,8 @@ def test_network_policies_admit_only_pipeline_pods() -> None:
     kafka = stores.build_kafka_networkpolicy(pipeline())
     peers = kafka["spec"]["ingress"][0]["from"]
     assert peers[1]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
+    # Redpanda's metrics port stays open to Prometheus, wherever it runs.
+    assert kafka["spec"]["ingress"][1] == {"ports": [{"protocol": "TCP", "port": 9644}]}
 
 
 def test_migrations_job_is_renamed_when_the_schema_or_image_changes() -> None:

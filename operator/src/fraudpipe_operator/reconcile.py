@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,7 +184,10 @@ class Reconciler:
         )
 
     async def _monitoring(
-        self, pipeline: FraudPipeline, objects: list[dict[str, Any]], apply_all: Any
+        self,
+        pipeline: FraudPipeline,
+        objects: list[dict[str, Any]],
+        apply_all: Callable[[list[dict[str, Any]]], Awaitable[dict[str, dict[str, Any]]]],
     ) -> Observation:
         kind = C.MONITORING_READY
         if not objects:

@@ -143,8 +143,10 @@ def network_policy(
     component: str,
     ports: list[int],
     extra_peers: list[dict[str, Any]] | None = None,
+    metrics_ports: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Only pods of this pipeline (and `extra_peers`) may open `ports` on `component`."""
+    """Only pods of this pipeline (and `extra_peers`) may open `ports` on `component`;
+    `metrics_ports` stay open to any scraper."""
     peers: list[dict[str, Any]] = [
         {"podSelector": {"matchLabels": {PIPELINE_LABEL: pipeline.name}}}
     ]
@@ -156,7 +158,14 @@ def network_policy(
         "spec": {
             "podSelector": {"matchLabels": selector_labels(pipeline, component)},
             "policyTypes": ["Ingress"],
-            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": p} for p in ports]}],
+            "ingress": [
+                {"from": peers, "ports": [{"protocol": "TCP", "port": p} for p in ports]},
+                *(
+                    [{"ports": [{"protocol": "TCP", "port": p} for p in metrics_ports]}]
+                    if metrics_ports
+                    else []
+                ),
+            ],
         },
     }
 

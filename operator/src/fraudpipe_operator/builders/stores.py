@@ -143,7 +143,9 @@ def build_kafka_networkpolicy(pipeline: FraudPipeline) -> dict[str, Any]:
         "namespaceSelector": {},
         "podSelector": {"matchLabels": dict(OPERATOR_POD_LABELS)},
     }
-    return network_policy(pipeline, "kafka", [KAFKA_PORT, KAFKA_RPC_PORT], [operator])
+    return network_policy(
+        pipeline, "kafka", [KAFKA_PORT, KAFKA_RPC_PORT], [operator], [KAFKA_ADMIN_PORT]
+    )
 
 
 # -- Redis ------------------------------------------------------------------------------------

@@ -1,0 +1,56 @@
+"""Pure observations the reconciler derives from children's status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fraudpipe_operator.conditions import ConditionType, Reason
+from fraudpipe_operator.reconcile import (
+    job_observation,
+    short_model,
+    workload_observation,
+    workload_ready,
+)
+
+
+def workload(replicas: int, ready: int, updated: int, total: int, observed: int = 2) -> Any:
+    return {
+        "metadata": {"generation": 2},
+        "spec": {"replicas": replicas},
+        "status": {
+            "observedGeneration": observed,
+            "readyReplicas": ready,
+            "updatedReplicas": updated,
+            "replicas": total,
+        },
+    }
+
+
+def test_a_workload_is_ready_only_when_rolled_out_and_every_replica_is_ready() -> None:
+    assert workload_ready(workload(2, 2, 2, 2)) == (True, "2/2 replicas ready")
+    assert not workload_ready(workload(2, 1, 2, 2))[0]
+    assert not workload_ready(workload(2, 2, 1, 3))[0]  # an old replica is still around
+    assert workload_ready(workload(2, 2, 2, 2, observed=1)) == (False, "rollout not observed yet")
+    assert workload_ready(None) == (False, "not created yet")
+
+
+def test_scaled_to_zero_is_ready_with_its_own_reason() -> None:
+    observation = workload_observation(ConditionType.SCORER_READY, workload(0, 0, 0, 0))
+    assert observation.ok
+    assert observation.reason is Reason.SCALED_TO_ZERO
+
+
+def test_migration_job_states() -> None:
+    job: dict[str, Any] = {"metadata": {"name": "p-migrate-1"}, "status": {}}
+    assert job_observation(job).reason is Reason.MIGRATIONS_RUNNING
+    job["status"] = {"succeeded": 1}
+    assert job_observation(job).ok
+    job["status"] = {"conditions": [{"type": "Failed", "status": "True", "message": "limit"}]}
+    failed = job_observation(job)
+    assert failed.reason is Reason.MIGRATIONS_FAILED
+    assert "limit" in failed.message
+
+
+def test_model_column_is_repository_and_short_digest() -> None:
+    ref = "registry.example.com/fraudpipe/models/gbt@sha256:" + "0123456789" * 6 + "abcd"
+    assert short_model(ref) == "gbt@sha256:012345678901"

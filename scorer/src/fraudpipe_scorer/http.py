@@ -1,0 +1,62 @@
+"""The scorer's small HTTP surface: /metrics, /healthz, /readyz and the routing control.
+
+`PUT /routing {"weight": 25, "shadow": false}` changes the canary weight at run time (the
+operator drives it during a rollout); `GET /routing` reads it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from fraudpipe_scorer.metrics import ScorerMetrics
+from fraudpipe_scorer.routing import Router, RoutingError
+
+ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+
+def build_app(metrics: ScorerMetrics, router: Router, readiness: ReadinessCheck) -> web.Application:
+    async def get_metrics(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def readyz(_: web.Request) -> web.Response:
+        checks = await readiness()
+        return web.json_response(checks, status=200 if all(checks.values()) else 503)
+
+    async def get_routing(_: web.Request) -> web.Response:
+        state = router.state
+        return web.json_response({"weight": state.weight, "shadow": state.shadow})
+
+    async def put_routing(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            weight, shadow = body.get("weight", 0), body.get("shadow", False)
+            if type(weight) is not int or type(shadow) is not bool:
+                raise RoutingError('expected {"weight": 0..100, "shadow": true|false}')
+            state = router.set(weight=weight, shadow=shadow)
+        except (RoutingError, ValueError, AttributeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        metrics.canary_weight.set(state.weight)
+        metrics.shadow.set(int(state.shadow))
+        return web.json_response({"weight": state.weight, "shadow": state.shadow})
+
+    app = web.Application()
+    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/routing", get_routing)
+    app.router.add_put("/routing", put_routing)
+    return app
+
+
+async def serve(app: web.Application, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", port).start()  # noqa: S104 (the pod's metrics port)
+    return runner

@@ -1,0 +1,330 @@
+"""The scorer's run loop: fetch a micro-batch, score it, write every sink, commit.
+
+Order per batch (DESIGN.md §5): features and scores (Redis), the decision cache (Redis), the
+alerts (Postgres), then one Kafka transaction per source partition with its decisions, its DLQ
+records and its next offset. Each step is retried with backoff while its dependency is down and
+nothing is fetched meanwhile (the consumer is effectively paused); the offsets move only in the
+last step, so no unsaved work is ever committed. A rebalance waits for the batch in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from redis.asyncio import Redis
+
+from fraudpipe_common.contracts.decisions import Track
+from fraudpipe_common.contracts.dlq import Rejection
+from fraudpipe_common.features import OnlineFeatureStore
+from fraudpipe_common.kafka import KafkaSettings, TopicSettings
+from fraudpipe_scorer import model as models
+from fraudpipe_scorer.config import RuleSettings, ScorerSettings
+from fraudpipe_scorer.http import build_app, serve
+from fraudpipe_scorer.metrics import ScorerMetrics
+from fraudpipe_scorer.routing import Router
+from fraudpipe_scorer.scoring import BatchScorer, Record
+from fraudpipe_scorer.sinks import AlertStore, DecisionCache, PartitionTransactions
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_BACKOFF_S = 5.0
+
+
+class BatchAbandonedError(RuntimeError):
+    """Shutdown came while a dependency was still down: the batch is left uncommitted and
+    will be processed again by whoever owns the partition next."""
+
+
+class Scorer:
+    def __init__(
+        self,
+        settings: ScorerSettings,
+        kafka: KafkaSettings,
+        topics: TopicSettings,
+        rules: RuleSettings,
+        metrics: ScorerMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.kafka = kafka
+        self.topics = topics
+        self.rules = rules
+        self.metrics = metrics or ScorerMetrics()
+        self.router = Router(has_candidate=settings.canary_model_ref is not None)
+        self._stop = asyncio.Event()
+        self._give_up_at: float | None = None
+        self._batch_lock = asyncio.Lock()
+        self._joined = False
+        self._models_loaded = False
+        self._redis: Redis | None = None
+        self._pool: asyncpg.Pool | None = None
+
+    def stop(self) -> None:
+        """Finish the batch in flight, commit it, leave (SIGTERM)."""
+        if not self._stop.is_set():
+            self._give_up_at = time.monotonic() + self.settings.shutdown_grace_s
+            self._stop.set()
+
+    # -- readiness -----------------------------------------------------------------------------
+    async def readiness(self) -> dict[str, bool]:
+        return {
+            "model": self._models_loaded,
+            "group": self._joined,
+            "redis": await _reachable(self._ping_redis),
+            "postgres": await _reachable(self._ping_postgres),
+        }
+
+    async def _ping_redis(self) -> None:
+        assert self._redis is not None
+        await self._redis.ping()
+
+    async def _ping_postgres(self) -> None:
+        assert self._pool is not None
+        await self._pool.fetchval("SELECT 1")
+
+    # -- run -----------------------------------------------------------------------------------
+    async def run(self) -> None:
+        s = self.settings
+        m = self.metrics
+        runner = await serve(build_app(m, self.router, self.readiness), s.metrics_port)
+        try:
+            stable = await models.load(
+                s.model_ref,
+                flag=s.flag_threshold,
+                block=s.block_threshold,
+                plain_http=s.registry_plain_http,
+            )
+            candidate = None
+            if s.canary_model_ref:
+                candidate = await models.load(
+                    s.canary_model_ref,
+                    flag=s.flag_threshold,
+                    block=s.block_threshold,
+                    plain_http=s.registry_plain_http,
+                )
+            self.router.set(weight=s.canary_weight, shadow=s.shadow)
+            m.canary_weight.set(s.canary_weight)
+            m.shadow.set(int(s.shadow))
+            for track, loaded in (("stable", stable), ("candidate", candidate)):
+                if loaded is not None:
+                    m.model.labels(track).info({"name": loaded.name, "digest": loaded.digest})
+            self._models_loaded = True
+            log.info(
+                "models loaded: stable %s%s",
+                stable.digest,
+                f", candidate {candidate.digest}" if candidate else "",
+            )
+
+            self._redis = Redis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=5)
+            self._pool = await _create_pool(s.database_url, self)
+            features = OnlineFeatureStore(self._redis, prefix=s.redis_key_prefix)
+            scorer = BatchScorer(
+                features,
+                stable,
+                candidate,
+                self.router,
+                self.rules,
+                max_message_bytes=s.max_message_bytes,
+            )
+            cache = DecisionCache(self._redis, s.redis_key_prefix, s.decision_cache_ttl_s)
+            alerts = AlertStore(self._pool)
+            txns = PartitionTransactions(
+                self.kafka, s.consumer_group, self.topics.decisions_topic, self.topics.dlq_topic
+            )
+            consumer = AIOKafkaConsumer(
+                **self.kafka.aiokafka(),
+                group_id=s.consumer_group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                isolation_level="read_committed",
+                # Answer as soon as anything is there: the batch wait bounds latency, not the
+                # broker's.
+                fetch_max_wait_ms=min(s.batch_max_wait_ms, 20),
+                fetch_min_bytes=1,
+                max_partition_fetch_bytes=4 * 1_048_576,
+                session_timeout_ms=10_000,
+                heartbeat_interval_ms=2_000,
+            )
+            consumer.subscribe([self.topics.transactions_topic], listener=_Rebalance(self, txns))
+            await consumer.start()
+            try:
+                await self._loop(consumer, scorer, cache, alerts, txns)
+            finally:
+                async with self._batch_lock:
+                    await txns.close_all()
+                await consumer.stop()
+        finally:
+            if self._redis is not None:
+                await self._redis.aclose()
+            if self._pool is not None:
+                await self._pool.close()
+            await runner.cleanup()
+
+    async def _loop(
+        self,
+        consumer: AIOKafkaConsumer,
+        scorer: BatchScorer,
+        cache: DecisionCache,
+        alerts: AlertStore,
+        txns: PartitionTransactions,
+    ) -> None:
+        wait_ms, size = self.settings.batch_max_wait_ms, self.settings.batch_max_size
+        while not self._stop.is_set():
+            fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=size)
+            if not fetched:
+                continue
+            async with self._batch_lock:
+                owned = consumer.assignment()
+                # A rebalance may have taken a partition between the fetch and now: its
+                # records are the new owner's.
+                records = [r for tp, rs in fetched.items() if tp in owned for r in rs]
+                if not records:
+                    continue
+                try:
+                    await self._process(records, consumer, scorer, cache, alerts, txns)
+                except BatchAbandonedError as exc:
+                    log.warning("%s", exc)
+                    return
+
+    async def _process(
+        self,
+        records: Sequence[Any],
+        consumer: AIOKafkaConsumer,
+        scorer: BatchScorer,
+        cache: DecisionCache,
+        alerts: AlertStore,
+        txns: PartitionTransactions,
+    ) -> None:
+        m = self.metrics
+        m.batch_size.observe(len(records))
+        result = await self._retry("redis", lambda: scorer.score(records))
+        for stage, seconds in result.stage_seconds.items():
+            m.stage.labels(stage).observe(seconds)
+
+        started = time.perf_counter()
+        acting = [(record, d, d.to_json()) for record, d in result.decisions]
+        shadow = [(record, d, d.to_json()) for record, d in result.shadow]
+        await self._retry("redis", lambda: cache.write([(d, p) for _, d, p in acting]))
+        m.stage.labels("cache").observe(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await self._retry("postgres", lambda: alerts.write([d for _, d, _ in acting]))
+        m.stage.labels("alerts").observe(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        per_partition: dict[TopicPartition, _PartitionWork] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            work = per_partition.setdefault(tp, _PartitionWork())
+            work.next_offset = max(work.next_offset, record.offset + 1)
+        for record, d, payload in (*acting, *shadow):
+            per_partition[TopicPartition(record.topic, record.partition)].decisions.append(
+                (d.tx_id, payload)
+            )
+        for record, rejection in result.rejections:
+            tp = TopicPartition(record.topic, record.partition)
+            per_partition[tp].rejections.append((record, rejection))
+
+        def commit(tp: TopicPartition, w: _PartitionWork) -> Callable[[], Awaitable[None]]:
+            return lambda: txns.commit(tp, w.decisions, w.rejections, w.next_offset)
+
+        await asyncio.gather(
+            *(self._retry("kafka", commit(tp, w)) for tp, w in per_partition.items())
+        )
+        m.stage.labels("kafka_commit").observe(time.perf_counter() - started)
+
+        now = time.time()
+        for _, d, _ in acting:
+            m.end_to_end.observe(max(now - d.event_ts.timestamp(), 0.0))
+            m.decisions.labels(d.decision.value, d.model_digest, d.track.value).inc()
+            m.scores.labels(d.model_digest, d.track.value).observe(d.score)
+        for _, d, _ in shadow:
+            m.decisions.labels(d.decision.value, d.model_digest, Track.SHADOW.value).inc()
+            m.scores.labels(d.model_digest, Track.SHADOW.value).observe(d.score)
+        for _, rejection in result.rejections:
+            m.dlq.labels(rejection.code).inc()
+        for tp, w in per_partition.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                m.lag.labels(str(tp.partition)).set(max(highwater - w.next_offset, 0))
+
+    async def _retry(self, dependency: str, action: Callable[[], Awaitable[T]]) -> T:
+        delay = 0.1
+        while True:
+            try:
+                return await action()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                from fraudpipe_scorer.sinks import ProducerFencedError
+
+                if isinstance(exc, ProducerFencedError):
+                    raise
+                self.metrics.sink_errors.labels(dependency).inc()
+                if self._give_up_at is not None and time.monotonic() + delay > self._give_up_at:
+                    raise BatchAbandonedError(
+                        f"stopping while {dependency} is unavailable ({exc}); the batch stays "
+                        "uncommitted and will be processed again"
+                    ) from exc
+                log.warning(
+                    "%s unavailable (%s: %s); retrying in %.1f s",
+                    dependency,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_S)
+
+
+class _PartitionWork:
+    __slots__ = ("decisions", "next_offset", "rejections")
+
+    def __init__(self) -> None:
+        self.decisions: list[tuple[str, bytes]] = []
+        self.rejections: list[tuple[Record, Rejection]] = []
+        self.next_offset = -1
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, scorer: Scorer, txns: PartitionTransactions) -> None:
+        self._scorer = scorer
+        self._txns = txns
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # The batch in flight commits (its offsets travel in its transactions) before the
+        # partitions go; then their producers close.
+        async with self._scorer._batch_lock:
+            await self._txns.close(list(revoked))
+        for tp in revoked:
+            with contextlib.suppress(KeyError):
+                self._scorer.metrics.lag.remove(str(tp.partition))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        # Opening the producers now fences a previous owner of each partition and aborts
+        # whatever transaction it left open.
+        for tp in assigned:
+            await self._txns.open(tp)
+        self._scorer._joined = True
+
+
+async def _create_pool(url: str, scorer: Scorer) -> asyncpg.Pool:
+    """Postgres may be down at start: wait for it like for any other outage."""
+    return await scorer._retry(
+        "postgres", lambda: asyncpg.create_pool(url, min_size=1, max_size=2, timeout=5)
+    )
+
+
+async def _reachable(check: Callable[[], Awaitable[None]]) -> bool:
+    try:
+        await asyncio.wait_for(check(), timeout=1.0)
+    except Exception:
+        return False
+    return True

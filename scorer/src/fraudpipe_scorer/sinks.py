@@ -1,0 +1,183 @@
+"""Where a scored batch goes: Redis decision cache, Postgres alerts, and one Kafka transaction
+per source partition carrying its decisions, its DLQ records and its consumed offset.
+
+Redis and Postgres writes are idempotent (SET of the same value, ON CONFLICT DO NOTHING), so
+they run first and may repeat after a crash; the Kafka transaction commits last and is what
+moves the group's offsets. A batch whose Kafka transaction did not commit is replayed, and its
+replay overwrites nothing and duplicates nothing (docs/decisions.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import ProducerFenced, TransactionalIdAuthorizationFailed
+from redis.asyncio import Redis
+
+from fraudpipe_common.contracts.decisions import Decision, Verdict
+from fraudpipe_common.contracts.dlq import Rejection
+from fraudpipe_common.contracts.transactions import SCHEMA_HEADER
+from fraudpipe_common.kafka import KafkaSettings
+from fraudpipe_scorer.scoring import Record
+
+log = logging.getLogger(__name__)
+
+
+class DecisionCache:
+    """`<prefix>decision:<tx_id>` → the decision JSON, with a TTL, one pipelined round trip."""
+
+    def __init__(self, redis: Redis, prefix: str, ttl_s: int) -> None:
+        self._redis = redis
+        self._prefix = prefix + "decision:"
+        self._ttl_s = ttl_s
+
+    def key(self, tx_id: str) -> str:
+        return self._prefix + tx_id
+
+    async def write(self, decisions: Sequence[tuple[Decision, bytes]]) -> None:
+        if not decisions:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for decision, payload in decisions:
+            pipe.set(self.key(decision.tx_id), payload, ex=self._ttl_s)
+        await pipe.execute()
+
+
+_INSERT_ALERTS = """
+INSERT INTO alerts (tx_id, user_id, decision, score, model_digest, track, reasons, features,
+                    event_ts, decided_ts)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[],
+                     $7::jsonb[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[])
+ON CONFLICT (tx_id) DO NOTHING
+"""
+
+
+class AlertStore:
+    """FLAG and BLOCK decisions as rows of `alerts`, one statement per batch."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def write(self, decisions: Sequence[Decision]) -> None:
+        alerts = [d for d in decisions if d.decision is not Verdict.APPROVE]
+        if not alerts:
+            return
+        columns: list[list[object]] = [[] for _ in range(10)]
+        for d in alerts:
+            values = (
+                d.tx_id,
+                d.user_id,
+                d.decision.value,
+                d.score,
+                d.model_digest,
+                d.track.value,
+                orjson.dumps([r.model_dump() for r in d.reasons]).decode(),
+                orjson.dumps(d.features).decode(),
+                d.event_ts,
+                d.decided_ts,
+            )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        async with self._pool.acquire() as conn:
+            await conn.execute(_INSERT_ALERTS, *columns)
+
+
+class ProducerFencedError(RuntimeError):
+    """Another scorer took over a partition's transactional id: this process is a zombie."""
+
+
+class PartitionTransactions:
+    """One transactional producer per assigned input partition.
+
+    The transactional id is derived from the consumer group and the input partition, so
+    whichever scorer is assigned a partition uses the same id; its `init_transactions` bumps
+    the producer epoch, aborts whatever the previous owner left open and fences it: a zombie
+    that still believes it owns the partition can no longer commit (docs/decisions.md).
+    """
+
+    def __init__(
+        self, kafka: KafkaSettings, group_id: str, decisions_topic: str, dlq_topic: str
+    ) -> None:
+        self._kafka = kafka
+        self._group_id = group_id
+        self._decisions_topic = decisions_topic
+        self._dlq_topic = dlq_topic
+        self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
+
+    def transactional_id(self, tp: TopicPartition) -> str:
+        return f"{self._group_id}.{tp.topic}.{tp.partition}"
+
+    async def open(self, tp: TopicPartition) -> AIOKafkaProducer:
+        producer = self._producers.get(tp)
+        if producer is None:
+            producer = AIOKafkaProducer(
+                **self._kafka.aiokafka(),
+                transactional_id=self.transactional_id(tp),
+                compression_type="lz4",
+                linger_ms=0,
+                max_batch_size=1_048_576,
+                # Room for the largest message the DLQ must carry back (1 MiB value + headers).
+                max_request_size=2_097_152,
+            )
+            await producer.start()  # init_transactions: fences the previous owner
+            self._producers[tp] = producer
+        return producer
+
+    async def close(self, tps: Sequence[TopicPartition]) -> None:
+        for tp in tps:
+            producer = self._producers.pop(tp, None)
+            if producer is not None:
+                await producer.stop()
+
+    async def close_all(self) -> None:
+        await self.close(list(self._producers))
+
+    async def commit(
+        self,
+        tp: TopicPartition,
+        decisions: Sequence[tuple[str, bytes]],
+        rejections: Sequence[tuple[Record, Rejection]],
+        next_offset: int,
+    ) -> None:
+        """Decisions (key tx_id), DLQ records and the partition's next offset, atomically."""
+        producer = await self.open(tp)
+        try:
+            async with producer.transaction():
+                futures = []
+                for tx_id, payload in decisions:
+                    futures.append(
+                        await producer.send(
+                            self._decisions_topic,
+                            payload,
+                            key=tx_id.encode(),
+                            headers=[(SCHEMA_HEADER, b"decisions.v1")],
+                        )
+                    )
+                for record, rejection in rejections:
+                    futures.append(
+                        await producer.send(
+                            self._dlq_topic,
+                            record.value or b"",
+                            key=getattr(record, "key", None),
+                            headers=rejection.headers(),
+                        )
+                    )
+                for future in futures:
+                    await future
+                await producer.send_offsets_to_transaction({tp: next_offset}, self._group_id)
+        except Exception as exc:
+            # The producer's state after a failed transaction is not worth reasoning about:
+            # drop it; the next attempt starts a fresh one (and fences nobody but ourselves).
+            self._producers.pop(tp, None)
+            with contextlib.suppress(Exception):  # already failing: the first error matters
+                await producer.stop()
+            if isinstance(exc, ProducerFenced | TransactionalIdAuthorizationFailed):
+                raise ProducerFencedError(
+                    f"partition {tp.topic}[{tp.partition}] was taken over by another scorer"
+                ) from exc
+            raise

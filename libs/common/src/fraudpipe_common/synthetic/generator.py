@@ -50,6 +50,13 @@ class TrafficConfig:
     fraud_rate: float = 0.01  # share of transactions that belong to a fraud scenario
     start_ts: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z
     seed: int = 7
+    # Part of every tx_id. Two runs with the same seed are different transactions (other
+    # timestamps) and must not share ids: stores deduplicate on tx_id.
+    run_id: str | None = None
+
+    @property
+    def id_prefix(self) -> str:
+        return f"tx-{self.seed}-{self.run_id}-" if self.run_id else f"tx-{self.seed}-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +215,7 @@ def generate(config: TrafficConfig) -> Iterator[GeneratedTransaction]:
     users_buffer: list[int] = []
     rows: list[list[float]] = []
     buffer_hour = -1
-    prefix = f"tx-{config.seed}-"
+    prefix = config.id_prefix
     while True:
         hour = int(now // 3600) % 24
         if hour != buffer_hour or not users_buffer:
@@ -228,7 +235,7 @@ def generate(config: TrafficConfig) -> Iterator[GeneratedTransaction]:
             scenario = SCENARIOS[draws.below(len(SCENARIOS))]
             victim = draws.below(population.size)
             for offset, event in enumerate(
-                _scenario(world, scenario, victim, now, config.seed, counter)
+                _scenario(world, scenario, victim, now, prefix, counter)
             ):
                 heapq.heappush(pending, (event.ts, offset + counter * 100, event))
 
@@ -275,7 +282,7 @@ def _everyday(
 
 
 def _scenario(
-    world: _World, scenario: str, user: int, start: float, seed: int, counter: int
+    world: _World, scenario: str, user: int, start: float, prefix: str, counter: int
 ) -> list[GeneratedTransaction]:
     p, rng = world.p, world.rng
     home = p.home[user]
@@ -370,7 +377,7 @@ def _scenario(
             )
     return [
         GeneratedTransaction(
-            tx_id=f"tx-{seed}-{counter:010d}-f{i}",
+            tx_id=f"{prefix}{counter:010d}-f{i}",
             ts=ts,
             user_id=p.user_ids[user],
             card_id=p.cards[user],

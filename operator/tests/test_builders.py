@@ -219,13 +219,25 @@ def test_network_policies_admit_only_pipeline_pods() -> None:
     assert kafka["spec"]["ingress"][1] == {"ports": [{"protocol": "TCP", "port": 9644}]}
 
 
-def test_migrations_job_is_renamed_when_the_schema_or_image_changes() -> None:
-    job = apps.build_migrations_job(pipeline())
+def test_migrations_job_runs_the_scorers_migrate_and_is_renamed_with_its_image() -> None:
+    job = apps.build_migrations_job(builders.with_default_images(pipeline(), IMAGES))
     assert job["metadata"]["name"].startswith("payments-migrate-")
-    other = apps.build_migrations_job(pipeline({"postgres": {"managed": {"image": "postgres:17"}}}))
-    assert other["metadata"]["name"] != job["metadata"]["name"]
-    assert "CREATE TABLE IF NOT EXISTS alerts" in apps.migrations()["0001_alerts_feedback.sql"]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "fp/scorer:1"
+    assert container["command"] == ["fraudpipe-scorer", "migrate"]
+    assert "DATABASE_URL" in {e["name"] for e in container["env"]}
+    newer = builders.with_default_images(pipeline({"scorer": {"image": "fp/scorer:2"}}), IMAGES)
+    assert apps.build_migrations_job(newer)["metadata"]["name"] != job["metadata"]["name"]
     assert job["spec"]["template"]["metadata"]["labels"]["fraudpipe.io/pipeline"] == "payments"
+
+
+def test_thresholds_are_passed_only_when_set() -> None:
+    env = env_of(apps.build_scorer_deployment(pipeline()))
+    assert "FLAG_THRESHOLD" not in env
+    assert "BLOCK_THRESHOLD" not in env
+    p = pipeline({"scorer": {"rules": {"thresholds": {"flag": 0.4, "block": 0.8}}}})
+    env = env_of(apps.build_scorer_deployment(p))
+    assert (env["FLAG_THRESHOLD"], env["BLOCK_THRESHOLD"]) == ("0.4", "0.8")
 
 
 def test_monitoring_objects_carry_extra_labels_and_all_four_alerts() -> None:
@@ -248,3 +260,18 @@ def test_default_images_fill_only_empty_fields() -> None:
     p = builders.with_default_images(pipeline({"api": {"image": "mine/api:2"}}), IMAGES)
     assert p.spec.scorer.image == "fp/scorer:1"
     assert p.spec.api.image == "mine/api:2"
+
+
+def test_producer_runs_the_cli_with_labels_on_their_own_topic() -> None:
+    p = pipeline({"producer": {"enabled": True, "rps": 25}})
+    deployment = apps.build_producer_deployment(p)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == [
+        "fraudpipe-produce",
+        "--labels-to",
+        "kafka:transactions.v1.labels",
+    ]
+    env = env_of(deployment)
+    assert env["PRODUCER_RPS"] == "25"
+    assert env["TRANSACTIONS_TOPIC"] == "transactions.v1"
+    assert "readinessProbe" not in container

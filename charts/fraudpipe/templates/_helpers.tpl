@@ -64,7 +64,7 @@ children (drift is checked by reading them by name), Secrets only read and creat
   resources: [events]
   verbs: [create, patch]
 - apiGroups: [""]
-  resources: [services, serviceaccounts, configmaps]
+  resources: [services, serviceaccounts]
   verbs: [get, create, patch]
 - apiGroups: [""]
   resources: [secrets]

@@ -70,10 +70,7 @@ def plan(pipeline: FraudPipeline) -> Plan:
             stores.build_postgres_pdb(pipeline),
             stores.build_postgres_networkpolicy(pipeline),
         ]
-    result.migrations += [
-        apps.build_migrations_configmap(pipeline),
-        apps.build_migrations_job(pipeline),
-    ]
+    result.migrations.append(apps.build_migrations_job(pipeline))
     result.workloads += [
         apps.build_scorer_service(pipeline),
         apps.build_scorer_deployment(pipeline),

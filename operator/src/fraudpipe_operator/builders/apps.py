@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import resources as package_files
 from typing import Any
 
 from fraudpipe_operator.builders.common import (
@@ -34,17 +32,6 @@ from fraudpipe_operator.models.v1alpha1 import Resources
 
 APP_UID = 10001
 API_KEYS_DIR = "/etc/fraudpipe/api-keys"
-
-
-@cache
-def migrations() -> dict[str, str]:
-    """The versioned SQL files shipped with the operator, by file name (applied in order)."""
-    folder = package_files.files("fraudpipe_operator") / "migrations"
-    return {
-        f.name: f.read_text()
-        for f in sorted(folder.iterdir(), key=lambda f: f.name)
-        if f.name.endswith(".sql")
-    }
 
 
 def service_account_name(pipeline: FraudPipeline) -> str:
@@ -100,7 +87,15 @@ def app_container(
         "imagePullPolicy": "IfNotPresent",
         "env": env,
         "ports": [{"name": n, "containerPort": p} for n, p in ports.items()],
-        "readinessProbe": {"tcpSocket": {"port": METRICS_PORT}, "periodSeconds": 10},
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": METRICS_PORT},
+            "periodSeconds": 10,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": METRICS_PORT},
+            "periodSeconds": 20,
+            "failureThreshold": 3,
+        },
         "resources": resources(spec_resources),
         "securityContext": container_security(),
         "volumeMounts": mounts,
@@ -124,44 +119,27 @@ def deployment(
 
 
 # -- migrations -------------------------------------------------------------------------------
-def build_migrations_configmap(pipeline: FraudPipeline) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata(pipeline, child_name(pipeline, "migrations"), "migrations"),
-        "data": migrations(),
-    }
-
-
 def migrations_job_name(pipeline: FraudPipeline) -> str:
-    # A Job's pod template is immutable: a new schema (or image) is a new Job.
-    digest = checksum(migrations(), pipeline.spec.postgres.managed.image)[:10]
-    return child_name(pipeline, f"migrate-{digest}")
+    # A Job's pod template is immutable, and the schema ships with the scorer image: a new
+    # image is a new Job (which applies only what is missing).
+    return child_name(pipeline, f"migrate-{checksum(pipeline.spec.scorer.image)[:10]}")
 
 
 def build_migrations_job(pipeline: FraudPipeline) -> dict[str, Any]:
+    """`fraudpipe-scorer migrate` applies the shared schema (libs/common) under an advisory
+    lock, skipping versions already applied: safe to run again, and concurrently."""
     tmp, tmp_mount = tmp_volume()
-    script = (
-        'for f in /migrations/*.sql; do echo "applying $f"; '
-        'psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -q -f "$f" || exit 1; done'
-    )
     container = {
         "name": "migrate",
-        # The PostgreSQL image carries psql; the pinned server image is the one the user chose.
-        "image": pipeline.spec.postgres.managed.image,
-        "command": ["sh", "-c", script],
-        "env": postgres_env(pipeline),
+        "image": pipeline.spec.scorer.image,
+        "command": ["fraudpipe-scorer", "migrate"],
+        "env": [*postgres_env(pipeline), *common_env(pipeline)],
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
         "securityContext": container_security(),
-        "volumeMounts": [{"name": "migrations", "mountPath": "/migrations"}, tmp_mount],
+        "volumeMounts": [tmp_mount],
     }
-    volumes = [
-        {"name": "migrations", "configMap": {"name": child_name(pipeline, "migrations")}},
-        tmp,
-    ]
-    template = pod_template(pipeline, "migrations", container, volumes, migrations())
+    template = pod_template(pipeline, "migrations", container, [tmp], None)
     template["spec"]["restartPolicy"] = "OnFailure"
-    template["spec"]["securityContext"] = pod_security(999)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -184,8 +162,15 @@ def build_scorer_deployment(pipeline: FraudPipeline) -> dict[str, Any]:
         value("MODEL_REF", pipeline.spec.model.ref),
         value("BATCH_MAX_SIZE", scorer.batch.max_size),
         value("BATCH_MAX_WAIT_MS", scorer.batch.max_wait_ms),
-        value("FLAG_THRESHOLD", thresholds.flag),
-        value("BLOCK_THRESHOLD", thresholds.block),
+        # Absent thresholds leave the model card's in force.
+        *(
+            value(name, threshold)
+            for name, threshold in (
+                ("FLAG_THRESHOLD", thresholds.flag),
+                ("BLOCK_THRESHOLD", thresholds.block),
+            )
+            if threshold is not None
+        ),
     ]
     ca_volumes, ca_mounts = kafka_ca_volume(pipeline)
     tmp, tmp_mount = tmp_volume()
@@ -235,7 +220,13 @@ def build_api_deployment(pipeline: FraudPipeline) -> dict[str, Any]:
     container = app_container(
         "api", api.image, env, api.resources, mounts, {"http": API_PORT, "metrics": METRICS_PORT}
     )
+    # The API's health endpoints are its own business; the port answering is the contract.
     container["readinessProbe"] = {"tcpSocket": {"port": API_PORT}, "periodSeconds": 10}
+    container["livenessProbe"] = {
+        "tcpSocket": {"port": API_PORT},
+        "periodSeconds": 20,
+        "failureThreshold": 3,
+    }
     template = pod_template(pipeline, "api", container, volumes, api.model_dump(mode="json"))
     return deployment(pipeline, "api", api.replicas, template)
 
@@ -255,20 +246,22 @@ def build_producer_deployment(pipeline: FraudPipeline) -> dict[str, Any]:
     env = [
         *kafka_env(pipeline),
         *common_env(pipeline),
-        value("METRICS_PORT", METRICS_PORT),
         value("PRODUCER_RPS", producer.rps),
         value("PRODUCER_FRAUD_RATE", producer.fraud_rate),
     ]
     ca_volumes, ca_mounts = kafka_ca_volume(pipeline)
     tmp, tmp_mount = tmp_volume()
     container = app_container(
-        "producer",
-        producer.image,
-        env,
-        producer.resources,
-        [tmp_mount, *ca_mounts],
-        {"metrics": METRICS_PORT},
+        "producer", producer.image, env, producer.resources, [tmp_mount, *ca_mounts], {}
     )
+    # fraudpipe-produce is a plain client: no HTTP surface to probe. Labels go to their own
+    # topic, never with the scored transactions.
+    container["command"] = [
+        "fraudpipe-produce",
+        "--labels-to",
+        f"kafka:{pipeline.spec.kafka.topics.labels.name}",
+    ]
+    del container["readinessProbe"], container["livenessProbe"]
     config = producer.model_dump(mode="json")
     template = pod_template(pipeline, "producer", container, [tmp, *ca_volumes], config)
     return deployment(pipeline, "producer", 1, template)

@@ -1,7 +1,7 @@
 """Prometheus Operator objects: ServiceMonitors (scorer, API, broker) and one PrometheusRule.
 
-Metric names are the ones the scorer exports (`fraudpipe_scorer_*`); the broker's come from
-Redpanda's `/public_metrics`.
+Metric names are the ones the scorer exports (`fraudpipe_scorer_*`, scorer/…/metrics.py); the
+broker's come from Redpanda's `/public_metrics`.
 """
 
 from __future__ import annotations
@@ -51,7 +51,11 @@ def build_pipeline_prometheusrule(pipeline: FraudPipeline) -> dict[str, Any]:
     ns, name = pipeline.namespace, pipeline.name
     scorer = f'namespace="{ns}", service="{child_name(pipeline, "scorer")}"'
     decisions = f'fraudpipe_scorer_decisions_total{{{scorer}, decision!="APPROVE"}}'
-    group = pipeline.spec.scorer.consumer_group
+    decided = f"fraudpipe_scorer_decisions_total{{{scorer}}}"
+    failed = (
+        f"fraudpipe_scorer_dependency_errors_total{{{scorer}}}"
+        f" or fraudpipe_scorer_dlq_messages_total{{{scorer}}}"
+    )
     labels = {"pipeline": name, "namespace": ns}
 
     def alert(alert_name: str, expr: str, for_: str, severity: str, summary: str) -> dict[str, Any]:
@@ -74,7 +78,7 @@ def build_pipeline_prometheusrule(pipeline: FraudPipeline) -> dict[str, Any]:
                     "rules": [
                         alert(
                             "FraudPipeConsumerLagHigh",
-                            f'sum(fraudpipe_scorer_consumer_lag{{{scorer}, group="{group}"}})'
+                            f"sum(fraudpipe_scorer_consumer_lag_messages{{{scorer}}})"
                             f" > {10 * pipeline.spec.scorer.autoscaling.lag_per_replica}",
                             "5m",
                             "warning",
@@ -82,12 +86,12 @@ def build_pipeline_prometheusrule(pipeline: FraudPipeline) -> dict[str, Any]:
                         ),
                         alert(
                             "FraudPipeScorerErrorRate",
-                            f"sum(rate(fraudpipe_scorer_errors_total{{{scorer}}}[5m])) / "
-                            f"clamp_min(sum(rate(fraudpipe_scorer_transactions_total{{{scorer}}}"
-                            "[5m])), 1) > 0.01",
+                            f"sum(rate({failed}[5m])) / clamp_min(sum(rate({decided}[5m])), 1)"
+                            " > 0.01",
                             "5m",
                             "critical",
-                            f"More than 1% of {ns}/{name}'s transactions fail to score.",
+                            f"Errors (dependencies, rejected input) above 1% of {ns}/{name}'s "
+                            "decisions.",
                         ),
                         alert(
                             "FraudPipeAlertRateSpike",

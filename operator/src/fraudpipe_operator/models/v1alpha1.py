@@ -318,10 +318,26 @@ class Batch(Model):
 
 class Thresholds(Model):
     model_config = ConfigDict(
-        json_schema_extra=rules(("self.flag <= self.block", "flag must be <= block", ".flag"))
+        json_schema_extra=rules(
+            (
+                "!has(self.flag) || !has(self.block) || self.flag <= self.block",
+                "flag must be <= block",
+                ".flag",
+            )
+        )
     )
-    flag: float = Field(default=0.5, ge=0, le=1, description="Score at or above which: FLAG.")
-    block: float = Field(default=0.9, ge=0, le=1, description="Score at or above which: BLOCK.")
+    flag: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Score at or above which: FLAG. Absent: the model card's threshold.",
+    )
+    block: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Score at or above which: BLOCK. Absent: the model card's threshold.",
+    )
 
 
 class Rules(Model):
@@ -411,7 +427,9 @@ class Producer(Model):
     enabled: bool = Field(default=False, description="Run the demo traffic generator.")
     image: str = image_field("producer")
     rps: int = Field(default=100, ge=1, le=100_000, description="Transactions per second.")
-    fraud_rate: float = Field(default=0.01, ge=0, le=1, description="Share of injected fraud.")
+    fraud_rate: float = Field(
+        default=0.01, ge=0, le=0.5, description="Share of injected fraud scenarios."
+    )
     resources: Resources = section(Resources, "CPU and memory of the producer.")
 
 

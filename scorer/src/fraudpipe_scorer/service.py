@@ -164,7 +164,12 @@ class Scorer:
             if self._redis is not None:
                 await self._redis.aclose()
             if self._pool is not None:
-                await self._pool.close()
+                try:
+                    # close() waits for every connection to finish politely; a connection
+                    # left half-open by an outage must not hold up the exit.
+                    await asyncio.wait_for(self._pool.close(), timeout=2.0)
+                except TimeoutError:
+                    self._pool.terminate()
             await runner.cleanup()
 
     async def _loop(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import itertools
+from decimal import Decimal
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -60,6 +61,11 @@ def test_a_valid_message_decodes_with_extra_fields_kept() -> None:
         ({"tx_id": ""}, "invalid_field", "tx_id"),
         ({"user_id": None}, "missing_field", "user_id"),
         ({"ip": 12}, "invalid_field", "ip"),
+        ({"amount": "12.50\n"}, "invalid_field", "amount"),
+        ({"ts": 1767268800}, "invalid_field", "ts"),
+        ({"ts": "2026-01-01T+1:00:00Z"}, "invalid_field", "ts"),
+        ({"ts": "2026-01-01T12:00:00.-12Z"}, "invalid_field", "ts"),
+        ({"mcc": "54\uff111"}, "invalid_field", "mcc"),  # a full-width digit
     ],
 )
 def test_both_validators_reject_the_same_bad_fields(
@@ -105,3 +111,74 @@ def test_generated_traffic_is_valid_for_both_validators() -> None:
 
 def test_timestamps_round_trip_at_millisecond_precision() -> None:
     assert format_utc_timestamp(1767268800.25) == "2026-01-01T12:00:00.250Z"
+
+
+FIELD_VALUES = {
+    "tx_id": st.one_of(st.text(max_size=3), st.just("t" * 129), st.integers(-(2**63), 2**63 - 1)),
+    "user_id": st.one_of(st.text(min_size=1, max_size=5), st.none()),
+    "mcc": st.sampled_from(
+        ["5411", "541", "54111", "54a1", "\u0665\u0664\u0661\u0661", "5411\n", 5411]
+    ),
+    "amount": st.one_of(
+        st.sampled_from(
+            [
+                "12.50",
+                "0",
+                "0.0001",
+                "1e3",
+                "-1",
+                "12.50\n",
+                " 12",
+                "12.12345",
+                "1000000000",
+                "1000000000.0001",
+                "01.5",
+                12.5,
+                None,
+            ]
+        ),
+        st.decimals(min_value=0, max_value=10**10, places=4).map(str),
+    ),
+    "currency": st.sampled_from(["EUR", "eur", "EURO", "ÉUR", "EU1", "EUR\n"]),
+    "country": st.sampled_from(["FR", "fr", "FRA", "F1", "FR\n", ""]),
+    "channel": st.sampled_from(["pos", "ecom", "atm", "transfer", "POS", "phone", 1]),
+    "ts": st.sampled_from(
+        [
+            "2026-01-01T12:00:00Z",
+            "2026-01-01T12:00:00.250Z",
+            "2026-01-01t12:00:00z",
+            "2026-01-01 12:00:00Z",
+            "2026-01-01T12:00:00+00:00",
+            "2026-01-01T12:00:00+01:00",
+            "2026-01-01T12:00:00",
+            "2026-02-30T12:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01T+1:00:00Z",
+            "2026-01-01T 1:00:00Z",
+            "2026-01-01T12:00:00.1_0Z",
+            "2026-01-01T12:00:00.-12Z",
+            "yesterday",
+            1767268800,
+        ]
+    ),
+    "ip": st.one_of(st.none(), st.just("198.51.100.7"), st.just("x" * 65), st.integers(-(2**63), 2**63 - 1)),
+}
+
+
+@settings(max_examples=600)
+@given(st.fixed_dictionaries({}, optional=FIELD_VALUES))
+def test_the_two_validators_accept_exactly_the_same_messages(changes: dict[str, object]) -> None:
+    body = {k: v for k, v in {**VALID, **changes}.items() if v is not None}
+    data = orjson.dumps(body)
+    try:
+        fast = decode_transaction(data)
+    except InvalidTransactionError:
+        fast = None
+    try:
+        model = Transaction.model_validate_json(data)
+    except ValidationError:
+        model = None
+    assert (fast is None) == (model is None), (body, fast, model)
+    if fast is not None and model is not None:
+        assert fast.ts == model.ts.timestamp()
+        assert Decimal(fast.amount_text) == model.amount

@@ -41,7 +41,10 @@ class Decision(BaseModel):
     user_id: str
     decision: Verdict
     score: float = Field(ge=0.0, le=1.0, description="Model fraud score in [0, 1].")
-    model_digest: str = Field(description="sha256 digest of the model artifact that scored it.")
+    model_digest: str = Field(
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="sha256 digest of the model artifact that scored it.",
+    )
     track: Track = Track.STABLE
     reasons: list[Reason] = Field(default_factory=list)
     features: dict[str, float] = Field(default_factory=dict, description="Feature snapshot.")

@@ -22,7 +22,7 @@ class Rejection:
     def headers(self) -> list[tuple[str, bytes]]:
         return [
             (ERROR_CODE, self.code.encode()),
-            (ERROR_DETAIL, self.detail.encode()[:1024]),
+            (ERROR_DETAIL, _truncate_utf8(self.detail, 1024)),
             (SOURCE_TOPIC, self.topic.encode()),
             (SOURCE_PARTITION, str(self.partition).encode()),
             (SOURCE_OFFSET, str(self.offset).encode()),
@@ -40,3 +40,8 @@ class Rejection:
             int(found[SOURCE_PARTITION]),
             int(found[SOURCE_OFFSET]),
         )
+
+
+def _truncate_utf8(text: str, limit: int) -> bytes:
+    """At most `limit` bytes, cut on a character boundary so the header stays valid UTF-8."""
+    return text.encode()[:limit].decode(errors="ignore").encode()

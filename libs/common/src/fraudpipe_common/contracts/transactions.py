@@ -29,7 +29,10 @@ MAX_ID_LENGTH = 128
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _MCC = re.compile(r"^[0-9]{4}$")
-_AMOUNT = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,4})?$")
+_AMOUNT = re.compile(r"[0-9]{1,10}(\.[0-9]{1,4})?")  # always fullmatch: "$" allows a "\n"
+_FAST_TS = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{3}))?[Zz]"
+)
 
 Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 
@@ -52,6 +55,14 @@ class Transaction(BaseModel):
     device_id: Identifier = Field(description="Device or terminal fingerprint.")
     ip: str | None = Field(default=None, max_length=64, description="Client IP, when known.")
 
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _ts_is_a_string(cls, value: object) -> object:
+        # As in the fast path: a timestamp is RFC 3339 text, never a bare epoch number.
+        if not isinstance(value, str | dt.datetime):
+            raise ValueError("must be an RFC 3339 UTC timestamp string")
+        return value
+
     @field_validator("ts")
     @classmethod
     def _utc(cls, value: dt.datetime) -> dt.datetime:
@@ -65,7 +76,7 @@ class Transaction(BaseModel):
         # The same rule as the fast path: plain digits, at most 4 decimals, no exponent.
         if isinstance(value, Decimal):
             value = format(value, "f")
-        if not isinstance(value, str) or not _AMOUNT.match(value):
+        if not isinstance(value, str) or not _AMOUNT.fullmatch(value):
             raise ValueError('must be a decimal string such as "12.50"')
         return value
 
@@ -124,7 +135,7 @@ def decode_transaction(data: bytes) -> Tx:
         if type(value) is not str or not 0 < len(value) <= MAX_ID_LENGTH:
             _field_error(name, value, f"a string of 1 to {MAX_ID_LENGTH} characters")
     amount_text = get("amount")
-    if type(amount_text) is not str or not _AMOUNT.match(amount_text):
+    if type(amount_text) is not str or not _AMOUNT.fullmatch(amount_text):
         _field_error("amount", amount_text, 'a decimal string such as "12.50"')
     amount = float(amount_text)
     if not 0 < amount <= _MAX_AMOUNT:
@@ -169,24 +180,17 @@ def parse_utc_timestamp(value: object) -> float:
     if type(value) is not str:
         _field_error("ts", value, "an RFC 3339 UTC timestamp string")
     # Fast path for what producers write: 2026-01-01T12:00:00Z or 2026-01-01T12:00:00.250Z.
-    if (len(value) == 20 or (len(value) == 24 and value[19] == ".")) and value[-1] in "Zz":
+    if (fast := _FAST_TS.fullmatch(value)) is not None:
+        date, hour, minute, second, millis = fast.groups()
         try:
-            day = _epoch_day(value[:10])
-            hour, minute, second = int(value[11:13]), int(value[14:16]), int(value[17:19])
-            millis = int(value[20:23]) if len(value) == 24 else 0
+            day = _epoch_day(date)
         except ValueError:
-            day = None
-        if (
-            day is not None
-            and value[10] in "Tt"
-            and value[13] == value[16] == ":"
-            and hour < 24
-            and minute < 60
-            and second < 60
-        ):
-            whole = day * 86400 + hour * 3600 + minute * 60 + second
+            _field_error("ts", value, "an RFC 3339 UTC timestamp string")
+        if int(hour) < 24 and int(minute) < 60 and int(second) < 60:
+            whole = day * 86400 + int(hour) * 3600 + int(minute) * 60 + int(second)
             # One exact division, as datetime.timestamp() does: the same float to the bit.
-            return (whole * 1000 + millis) / 1000
+            return (whole * 1000 + int(millis or 0)) / 1000
+        _field_error("ts", value, "an RFC 3339 UTC timestamp string")
     text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
     if len(text) < 11 or text[10] not in "Tt ":  # fromisoformat would take any separator
         _field_error("ts", value, "an RFC 3339 UTC timestamp string")
@@ -201,8 +205,6 @@ def parse_utc_timestamp(value: object) -> float:
 
 @functools.lru_cache(maxsize=4096)
 def _epoch_day(date: str) -> int:
-    if len(date) != 10 or date[4] != "-" or date[7] != "-" or not date.replace("-", "").isdigit():
-        raise ValueError(date)
     return (dt.date.fromisoformat(date) - _EPOCH_DATE).days
 
 

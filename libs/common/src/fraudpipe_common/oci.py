@@ -122,14 +122,20 @@ def is_loopback(registry: str) -> bool:
 class OciClient:
     """Talks to one registry. Plain HTTP only for loopback registries (or when asked)."""
 
-    def __init__(self, registry: str, *, plain_http: bool | None = None, timeout: float = 30.0):
+    def __init__(
+        self,
+        registry: str,
+        *,
+        plain_http: bool | None = None,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
         scheme = (
             "http" if (is_loopback(registry) if plain_http is None else plain_http) else "https"
         )
         self.registry = registry
         self._http = httpx.AsyncClient(
-            base_url=f"{scheme}://{registry}/v2",
-            timeout=timeout,
+            base_url=f"{scheme}://{registry}/v2", timeout=timeout, transport=transport
         )
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -158,11 +164,11 @@ class OciClient:
             return desc  # content-addressed: already there means identical
         start = await self._send("POST", f"/{repository}/blobs/uploads/")
         _expect(start, 202, f"start upload to {repository}")
-        location = start.headers["Location"]
-        sep = "&" if "?" in location else "?"
+        # The spec allows a relative Location; resolve it against the request, not base_url.
+        location = start.request.url.join(start.headers["Location"])
         put = await self._send(
             "PUT",
-            f"{location}{sep}digest={desc.digest}",
+            str(location.copy_merge_params({"digest": desc.digest})),
             content=blob.data,
             headers={"Content-Type": "application/octet-stream"},
         )
@@ -242,5 +248,10 @@ class OciClient:
 
 
 def _expect(response: httpx.Response, status: int, action: str) -> None:
+    if response.status_code == 401:
+        raise OciError(
+            f"{action}: the registry asks for credentials, which this client does not send yet; "
+            "use a registry that allows anonymous access from the pipeline (docs/decisions.md)"
+        )
     if response.status_code != status:
         raise OciError(f"{action}: registry answered {response.status_code}: {response.text[:500]}")

@@ -38,8 +38,8 @@ typecheck: sync ## mypy, strict on our own code
 imports: sync ## import-linter: services never import each other
 	$(RUN) lint-imports
 
-unit: sync ## fast tests that need no service
-	$(RUN) pytest -m "not (kafka or redis or postgres or prometheus or registry or k8s)" libs
+unit: sync ## the tests marked as needing no service (a quick loop; `make test` runs them all)
+	$(RUN) pytest -m "not (kafka or redis or postgres or prometheus or registry or k8s)"
 
 test: provision lint typecheck imports ## everything: static checks, then all tests on real services
 	@rc=0; $(RUN) pytest || rc=$$?; \

@@ -24,8 +24,8 @@ from fraudpipe_common.model_artifact import (
 from fraudpipe_common.oci import sha256_digest
 from fraudpipe_model.cli import ESTIMATOR_FILE, _load_estimator, main
 from fraudpipe_model.dataset import DatasetSpec, build_dataset
+from fraudpipe_model.families import sklearn_scores
 from fraudpipe_model.runtime import PARITY_TOLERANCE, OnnxModel
-from fraudpipe_model.training import sklearn_scores
 
 SMALL = ["--rows", "20000", "--seed", "5", "--no-cache"]
 

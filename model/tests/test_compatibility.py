@@ -20,8 +20,8 @@ from fraudpipe_common.model_artifact import (
 )
 from fraudpipe_common.oci import sha256_digest
 from fraudpipe_model.export import export_onnx
+from fraudpipe_model.families import fit
 from fraudpipe_model.runtime import InvalidGraphError, OnnxModel
-from fraudpipe_model.training import fit
 
 
 def card_for(

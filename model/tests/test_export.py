@@ -17,6 +17,7 @@ from fraudpipe_model.export import (
     export_onnx,
     float32_at_or_below,
 )
+from fraudpipe_model.families import FAMILIES, Estimator, fit, sklearn_scores
 from fraudpipe_model.runtime import (
     PARITY_TOLERANCE,
     OnnxModel,
@@ -24,7 +25,6 @@ from fraudpipe_model.runtime import (
     check_parity,
     max_abs_diff,
 )
-from fraudpipe_model.training import FAMILIES, Estimator, fit, sklearn_scores
 
 TRAIN_ROWS = 30_000
 PARITY_ROWS = 10_000

@@ -21,6 +21,7 @@ from fraudpipe_common.model_artifact import (
 from fraudpipe_common.oci import sha256_digest
 from fraudpipe_model.dataset import Dataset
 from fraudpipe_model.export import INPUT_NAME, OUTPUT_NAME
+from fraudpipe_model.families import SCORE_TRANSFORMS
 from fraudpipe_model.metrics import (
     BLOCK_MAX_FPR,
     FLAG_MAX_FPR,
@@ -30,7 +31,6 @@ from fraudpipe_model.metrics import (
     recall_at_fpr,
     threshold_at_fpr,
 )
-from fraudpipe_model.training import SCORE_TRANSFORMS
 
 VERSIONED = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "fraudpipe-common")
 

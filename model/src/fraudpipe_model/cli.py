@@ -39,9 +39,9 @@ from fraudpipe_model.evaluate import (
     quality_bar_failures,
 )
 from fraudpipe_model.export import export_onnx
+from fraudpipe_model.families import DEFAULT_FAMILY, Estimator, family_of
 from fraudpipe_model.runtime import OnnxModel, ParityError, check_parity
 from fraudpipe_model.train import PARITY_ROWS, VALIDATION_FRACTION, train_model
-from fraudpipe_model.training import DEFAULT_FAMILY, Estimator, family_of
 
 ESTIMATOR_FILE = "estimator.joblib"  # the fitted scikit-learn model, for `export` only
 DEFAULT_CACHE = Path(os.environ.get("FRAUDPIPE_CACHE", Path.home() / ".cache" / "fraudpipe"))
@@ -255,7 +255,9 @@ def _parser() -> argparse.ArgumentParser:
             "--users", type=int, default=10_000, help="simulated users (%(default)s)"
         )
         command.add_argument(
-            "--no-cache", action="store_true", help=f"do not cache datasets in {DEFAULT_CACHE}"
+            "--no-cache",
+            action="store_true",
+            help=f"do not cache datasets in {DEFAULT_CACHE / 'datasets'}",
         )
 
     train = commands.add_parser("train", help="train a model, export ONNX, write its card")

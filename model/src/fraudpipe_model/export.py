@@ -19,7 +19,7 @@ from skl2onnx import to_onnx  # type: ignore[import-untyped]
 from skl2onnx.common.data_types import FloatTensorType  # type: ignore[import-untyped]
 from sklearn.ensemble import HistGradientBoostingClassifier, IsolationForest  # type: ignore[import-untyped]
 
-from fraudpipe_model.training import Estimator
+from fraudpipe_model.families import Estimator
 
 INPUT_NAME = "features"
 OUTPUT_NAME = "fraud_score"

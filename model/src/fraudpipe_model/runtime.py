@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort  # type: ignore[import-untyped]
 
 from fraudpipe_model.export import INPUT_NAME, OUTPUT_NAME
-from fraudpipe_model.training import Estimator, sklearn_scores
+from fraudpipe_model.families import Estimator, sklearn_scores
 
 PARITY_TOLERANCE = 1e-5
 

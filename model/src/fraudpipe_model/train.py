@@ -9,8 +9,8 @@ from fraudpipe_common.model_artifact import Family, ModelArtifact
 from fraudpipe_model.card import build_card
 from fraudpipe_model.dataset import Dataset
 from fraudpipe_model.export import export_onnx
+from fraudpipe_model.families import Estimator, fit, hyperparameters
 from fraudpipe_model.runtime import PARITY_TOLERANCE, OnnxModel, check_parity
-from fraudpipe_model.training import Estimator, fit, hyperparameters
 
 PARITY_ROWS = 10_000
 VALIDATION_FRACTION = 0.2

@@ -18,6 +18,11 @@ Stateful semantics, per user, over transactions in arrival order:
   most frequent earlier country (ties: alphabetically first).
 A transaction seen again (same tx_id) returns the values computed the first time and changes
 nothing: replays never count twice.
+
+Online state is bounded where the offline store is not: a replay record lives 7 days and a
+user's state 90 days after their last transaction (online.py). A replay older than a week
+therefore counts again, and a user back after three months starts fresh online; keep topic
+retention under the record TTL so that a consumer can never replay that far.
 """
 
 from __future__ import annotations

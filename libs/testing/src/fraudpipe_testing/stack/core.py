@@ -113,7 +113,10 @@ class Stack:
         return report
 
     def env(self, names: Iterable[str] = SERVICE_NAMES) -> dict[str, str]:
-        return self._env(self._load(), _validated(names))
+        state = self._load()
+        if not any(name in state for name in _validated(names)):
+            raise StackError(f"no stack is running in {self.root}; start one with: hack/stack up")
+        return self._env(state, _validated(names))
 
     # -- helpers ----------------------------------------------------------------------------
     def _env(self, state: dict[str, Running], names: list[str]) -> dict[str, str]:
@@ -124,7 +127,11 @@ class Stack:
         if "controlplane" in state and "controlplane" in names:
             # Tests only touch a cluster whose KUBECONFIG came from here or was opted in.
             env["FRAUDPIPE_TEST_KUBECONFIG"] = "1"
-        env["PATH"] = f"{toolchain.bin_dir()}:{os.environ.get('PATH', '')}"
+        # The caller's PATH (hack/stack runs inside `uv run`, which prepends the virtualenv),
+        # with the toolchain first, once, however often the output is eval'ed.
+        caller = os.environ.get("FRAUDPIPE_CALLER_PATH", os.environ.get("PATH", ""))
+        rest = [d for d in caller.split(":") if d and d != str(toolchain.bin_dir())]
+        env["PATH"] = ":".join([str(toolchain.bin_dir()), *rest])
         return env
 
     def _is_healthy(self, running: Running) -> bool:

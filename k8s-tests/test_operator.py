@@ -195,6 +195,7 @@ def test_managed_example_reaches_ready_with_every_child(
 def test_spec_change_rolls_only_the_affected_deployment(
     managed_pipeline: tuple[Pipelines, dict[str, Any], OperatorProcess],
     kube_client: Any,
+    kubeconfig: str,
     k8s_namespace: str,
 ) -> None:
     pipelines, _, _ = managed_pipeline
@@ -226,6 +227,22 @@ def test_spec_change_rolls_only_the_affected_deployment(
         within_s=30,
     )
     pipelines.wait_condition("payments", "Ready", within_s=60)
+
+    # The scale subresource drives the scorer: `kubectl scale fp/payments --replicas=3`.
+    kubectl(kubeconfig, "scale", "-n", k8s_namespace, "fp/payments", "--replicas=3")
+    wait_for(
+        lambda: deployment(kube_client, k8s_namespace, "payments-scorer").spec.replicas == 3,
+        "scorer scaled through the FraudPipeline's scale subresource",
+        within_s=30,
+    )
+    wait_for(
+        lambda: pipelines.get("payments")["status"].get("scorerReplicas") == 3,
+        "status reports the scorer's replicas",
+        within_s=30,
+    )
+    assert pipelines.get("payments")["status"]["scorerSelector"] == (
+        "fraudpipe.io/pipeline=payments,fraudpipe.io/component=scorer"
+    )
 
 
 def test_deleted_or_edited_children_are_restored_within_30s(

@@ -5,23 +5,34 @@ Examples:
   fraudpipe-produce --rps 0 --count 1000000 --partitions 12        # as fast as possible
   fraudpipe-produce --from-csv paysim.csv --csv-format paysim \\
       --labels-to kafka:transactions.v1.labels
+
+Labels are written when their transaction is queued, not when the broker confirms it: after
+delivery errors, some labels name transactions that never arrived (the summary says how many
+were written and how many transactions failed).
+
+Synthetic tx_ids carry a fresh run id, so two runs never share one; --deterministic-ids leaves
+it out to replay the very same ids. CSV tx_ids are derived from the file (see csv_adapters).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import re
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 from pydantic import ValidationError
 
+from fraudpipe_common.contracts.labels import Label
 from fraudpipe_common.kafka import KafkaSettings, TopicSettings
 from fraudpipe_common.synthetic import PopulationConfig, TrafficConfig, generate
 from fraudpipe_producer.csv_adapters import FORMATS, CsvOptions, CsvReport, read_csv
@@ -38,13 +49,66 @@ from fraudpipe_producer.sinks import (
 )
 
 Outgoing = tuple[dict[str, Any], bool, str | None]  # message, is_fraud, scenario
+PROG = "fraudpipe-produce"
+# What to do when a variable without a default is not set.
+HOW_TO_SET = {"KAFKA_BOOTSTRAP_SERVERS": ' (e.g. eval "$(hack/stack env)")'}
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line that names the flag, rather than argparse's usage block.
+        self.exit(2, f"{PROG}: {message.removeprefix('argument ')} (see {PROG} --help)\n")
+
+
+def positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            whole = "whole " if kind is int else ""
+            raise argparse.ArgumentTypeError(f"must be a {whole}number, not {text!r}") from None
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def code(letters: int, standard: str, example: str) -> Callable[[str], str]:
+    pattern = re.compile(f"[A-Z]{{{letters}}}")
+
+    def parse(text: str) -> str:
+        if not pattern.fullmatch(text):
+            raise argparse.ArgumentTypeError(
+                f"must be an {standard} code such as {example}, not {text!r}"
+            )
+        return text
+
+    return parse
+
+
+def describe(exc: ValidationError, name_of: Callable[[str], str]) -> str:
+    """A pydantic error as one line, naming the flag or variable the user has to change."""
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        message = message.replace("Input should be", "must be")
+        if not field:
+            problems.append(message)
+        elif error["type"] == "missing":
+            problems.append(f"set {name_of(field)}{HOW_TO_SET.get(name_of(field), '')}")
+        else:
+            problems.append(f"{name_of(field)}: {message}, not {error['input']!r}")
+    return "; ".join(problems)
 
 
 def parse_args(
     argv: list[str] | None, defaults: ProducerSettings, topics: TopicSettings
 ) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="fraudpipe-produce",
+    parser = Parser(
+        prog=PROG,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -52,8 +116,8 @@ def parse_args(
         "--rps", type=float, default=defaults.rps, help="transactions per second (0 = unlimited)"
     )
     stop = parser.add_mutually_exclusive_group()
-    stop.add_argument("--count", type=int, help="stop after this many transactions")
-    stop.add_argument("--duration", type=float, help="stop after this many seconds")
+    stop.add_argument("--count", type=positive(int), help="stop after this many transactions")
+    stop.add_argument("--duration", type=positive(float), help="stop after this many seconds")
     parser.add_argument("--fraud-rate", type=float, default=defaults.fraud_rate)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
@@ -61,7 +125,15 @@ def parse_args(
     )
     parser.add_argument("--topic", default=topics.transactions_topic)
     parser.add_argument(
-        "--partitions", type=int, help="create the topic with N partitions if it is missing"
+        "--deterministic-ids",
+        action="store_true",
+        help="no run id in tx_ids: the same seed gives the same ids (replays)",
+    )
+    parser.add_argument(
+        "--partitions",
+        type=positive(int),
+        help="create the topic with N partitions if it is missing (an existing topic keeps "
+        "its own count, with a warning if it differs)",
     )
     parser.add_argument(
         "--labels-to", help="a JSON-lines file, or kafka:TOPIC (never the scored topic)"
@@ -71,9 +143,17 @@ def parse_args(
     )
     parser.add_argument("--csv-format", choices=FORMATS, help="layout of --from-csv")
     parser.add_argument(
-        "--csv-country", default="US", help="country for CSV rows (the files have none)"
+        "--csv-country",
+        type=code(2, "ISO 3166 alpha-2", "US"),
+        default="US",
+        help="country for CSV rows (the files have none)",
     )
-    parser.add_argument("--csv-currency", default="USD", help="currency for PaySim rows")
+    parser.add_argument(
+        "--csv-currency",
+        type=code(3, "ISO 4217", "USD"),
+        default="USD",
+        help="currency for PaySim rows",
+    )
     parser.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -82,7 +162,7 @@ def parse_args(
     )
     parser.add_argument(
         "--connect-timeout",
-        type=float,
+        type=positive(float),
         default=10.0,
         help="seconds to wait for the broker before giving up",
     )
@@ -90,8 +170,10 @@ def parse_args(
     args = parser.parse_args(argv)
     if args.from_csv and not args.csv_format:
         parser.error("--from-csv needs --csv-format (paysim or kaggle)")
-    if not 0 <= args.fraud_rate <= 0.5:
-        parser.error("--fraud-rate must be between 0 and 0.5")
+    try:  # the flags that override settings obey the settings' bounds
+        ProducerSettings(rps=args.rps, fraud_rate=args.fraud_rate, seed=args.seed, users=args.users)
+    except ValidationError as exc:
+        parser.error(describe(exc, lambda field: "--" + field.replace("_", "-")))
     if args.labels_to and args.labels_to == f"kafka:{args.topic}":
         parser.error(
             "--labels-to must not be the scored topic: labels never travel with transactions"
@@ -105,6 +187,7 @@ def synthetic(args: argparse.Namespace) -> Iterator[Outgoing]:
         fraud_rate=args.fraud_rate,
         start_ts=time.time(),
         seed=args.seed,
+        run_id=None if args.deterministic_ids else uuid.uuid4().hex[:8],
     )
     for generated in generate(config):
         yield generated.message(), generated.is_fraud, generated.scenario
@@ -134,7 +217,15 @@ def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     sink = KafkaSink(kafka, connect_timeout_s=args.connect_timeout)
-    sink.ensure_topic(args.topic, create_partitions=args.partitions)
+    partitions = sink.ensure_topic(args.topic, create_partitions=args.partitions)
+    if args.partitions is not None and partitions != args.partitions:
+        # Producing to it is still right (keys pick partitions); only the user's intent differs.
+        print(
+            f"{PROG}: warning: topic {args.topic!r} already exists with {partitions} "
+            f"partitions, not {args.partitions}; --partitions only applies when the topic is "
+            "created",
+            file=sys.stderr,
+        )
     labels = open_labels(args.labels_to, sink)
     report = CsvReport()
     source = replayed(args, report) if args.from_csv else synthetic(args)
@@ -149,7 +240,7 @@ def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
     deadline = time.monotonic() + args.duration if args.duration else None
-    sent = fraud = 0
+    sent = fraud = labels_written = 0
     step = max(1, min(1000, int(args.rps // 20) or 1)) if args.rps > 0 else 1000
     for message, is_fraud, scenario in source:
         if stopping or (args.count is not None and sent >= args.count):
@@ -158,12 +249,10 @@ def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
             args.topic, message["user_id"].encode(), orjson.dumps(message), headers=SCHEMA_HEADERS
         )
         if labels is not None:
-            labels.write(
-                message["tx_id"],
-                orjson.dumps(
-                    {"tx_id": message["tx_id"], "is_fraud": is_fraud, "scenario": scenario}
-                ),
-            )
+            # At queue time, not on delivery: see the module docstring.
+            label = Label(tx_id=message["tx_id"], is_fraud=is_fraud, scenario=scenario)
+            labels.write(label.tx_id, label.to_json())
+            labels_written += 1
         sent += 1
         fraud += is_fraud
         if sent % step == 0:
@@ -174,14 +263,21 @@ def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
     undelivered = sink.flush()
     if labels is not None:
         labels.close()
-    print(progress.finish(sent, sink.errors + undelivered, fraud), file=sys.stderr)
+    summary = progress.finish(sent, sink.errors + undelivered, fraud)
+    if labels is not None:
+        summary += f"; {labels_written:,} labels written when queued"
+    print(summary, file=sys.stderr)
     if report.rows:
         print(f"CSV: {report.rows:,} rows read, {report.rejected:,} rejected", file=sys.stderr)
         for problem in report.problems:
             print(f"  {problem}", file=sys.stderr)
+    if sent == 0:
+        print(f"{PROG}: nothing was sent: {nothing_sent_reason(args, report)}", file=sys.stderr)
+        return 1
     if sink.errors or undelivered:
+        written = " (their labels were written all the same)" if labels is not None else ""
         print(
-            f"fraudpipe-produce: {sink.errors + undelivered} transactions were not delivered "
+            f"{PROG}: {sink.errors + undelivered} messages were not delivered{written} "
             f"(last error: {sink.last_error or 'timed out'})",
             file=sys.stderr,
         )
@@ -189,21 +285,36 @@ def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
     return 0
 
 
+def nothing_sent_reason(args: argparse.Namespace, report: CsvReport) -> str:
+    if not args.from_csv:
+        return "stopped before the first transaction"
+    if not report.rows:
+        return f"{args.from_csv} has no data rows"
+    return (
+        f"every row of {args.from_csv} was rejected ({report.rows:,} read); "
+        f"is --csv-format {args.csv_format} the file's layout?"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        defaults, topics = ProducerSettings(), TopicSettings()
-        args = parse_args(argv, defaults, topics)
+        defaults = ProducerSettings()
+    except ValidationError as exc:
+        print(f"{PROG}: {describe(exc, lambda name: 'PRODUCER_' + name.upper())}", file=sys.stderr)
+        return 2
+    args = parse_args(argv, defaults, TopicSettings())
+    try:
         kafka = KafkaSettings()  # type: ignore[call-arg]  # read from the environment
     except ValidationError as exc:
-        print(f"fraudpipe-produce: invalid configuration:\n{exc}", file=sys.stderr)
+        print(f"{PROG}: {describe(exc, lambda name: 'KAFKA_' + name.upper())}", file=sys.stderr)
         return 2
     try:
         return run(args, kafka)
     except ProducerError as exc:
-        print(f"fraudpipe-produce: {exc}", file=sys.stderr)
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
-        print(f"fraudpipe-produce: {exc.filename}: no such file", file=sys.stderr)
+    except OSError as exc:  # --from-csv or --labels-to
+        print(f"{PROG}: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
 
 

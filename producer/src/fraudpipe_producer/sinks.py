@@ -23,8 +23,11 @@ class ProducerError(RuntimeError):
 
 def producer_config(settings: KafkaSettings) -> dict[str, Any]:
     # Large lz4 batches and a short linger: throughput without noticeable latency. Idempotence
-    # keeps retries from duplicating or reordering a user's events.
+    # keeps retries from duplicating or reordering a user's events. murmur2 is the partitioner
+    # of aiokafka (the API publishes to the same topic) and the Java clients; librdkafka's
+    # default (CRC32) would put a user's events in two partitions and break their order.
     return settings.librdkafka() | {
+        "partitioner": "murmur2_random",
         "acks": "all",
         "enable.idempotence": True,
         "compression.type": "lz4",
@@ -59,11 +62,12 @@ class KafkaSink:
                 "and that the broker is up"
             ) from None
 
-    def ensure_topic(self, topic: str, *, create_partitions: int | None) -> None:
+    def ensure_topic(self, topic: str, *, create_partitions: int | None) -> int:
+        """Create the topic if it is missing and asked to; returns its partition count."""
         metadata = self._producer.list_topics(topic=topic, timeout=self._timeout)
         found = metadata.topics.get(topic)
         if found is not None and found.error is None:
-            return
+            return len(found.partitions)
         if create_partitions is None:
             raise ProducerError(
                 f"topic {topic!r} does not exist on {self.settings.bootstrap_servers}; create it, "
@@ -76,6 +80,8 @@ class KafkaSink:
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise ProducerError(f"could not create topic {topic!r}: {exc.args[0]}") from None
+            return self.ensure_topic(topic, create_partitions=None)  # created meanwhile
+        return create_partitions
 
     def _delivered(self, error: KafkaError | None, _message: Message) -> None:
         if error is not None:

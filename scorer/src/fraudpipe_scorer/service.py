@@ -1,10 +1,12 @@
 """The scorer's run loop: fetch a micro-batch, score it, write every sink, commit.
 
-Order per batch (DESIGN.md §5): features and scores (Redis), the decision cache (Redis), the
-alerts (Postgres), then one Kafka transaction per source partition with its decisions, its DLQ
-records and its next offset. Each step is retried with backoff while its dependency is down and
-nothing is fetched meanwhile (the consumer is effectively paused); the offsets move only in the
-last step, so no unsaved work is ever committed. A rebalance waits for the batch in flight.
+Order per batch (DESIGN.md §5): features and scores (Redis), then the decision cache (Redis)
+and the alerts (Postgres) together, then one Kafka transaction per source partition with its
+decisions, its DLQ records and its next offset. Batch k's Kafka transactions run while batch
+k+1 is scored and saved, and finish before k+1's begin. Each step is retried with backoff
+while its dependency is down and nothing new is fetched meanwhile (the consumer is in effect
+paused); offsets move only inside the Kafka transactions, so no unsaved work is ever committed.
+A rebalance waits for the batch in flight.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from redis.asyncio import Redis
 
-from fraudpipe_common.contracts.decisions import Track
+from fraudpipe_common.contracts.decisions import Decision, Track
 from fraudpipe_common.contracts.dlq import Rejection
 from fraudpipe_common.features import OnlineFeatureStore
 from fraudpipe_common.kafka import KafkaSettings, TopicSettings
@@ -29,7 +32,7 @@ from fraudpipe_scorer.config import RuleSettings, ScorerSettings
 from fraudpipe_scorer.http import build_app, serve
 from fraudpipe_scorer.metrics import ScorerMetrics
 from fraudpipe_scorer.routing import Router
-from fraudpipe_scorer.scoring import BatchScorer, Record
+from fraudpipe_scorer.scoring import BatchResult, BatchScorer, Record
 from fraudpipe_scorer.sinks import AlertStore, DecisionCache, PartitionTransactions
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,8 @@ class Scorer:
         self._stop = asyncio.Event()
         self._give_up_at: float | None = None
         self._batch_lock = asyncio.Lock()
+        self._in_flight: asyncio.Task[None] | None = None
+        self._fatal: BaseException | None = None
         self._joined = False
         self._models_loaded = False
         self._redis: Redis | None = None
@@ -158,7 +163,12 @@ class Scorer:
                 await self._loop(consumer, scorer, cache, alerts, txns)
             finally:
                 async with self._batch_lock:
-                    await txns.close_all()
+                    try:
+                        await self._settle()
+                    except BatchAbandonedError as exc:
+                        log.warning("%s", exc)
+                    finally:
+                        await txns.close_all()
                 await consumer.stop()
         finally:
             if self._redis is not None:
@@ -182,6 +192,8 @@ class Scorer:
     ) -> None:
         wait_ms, size = self.settings.batch_max_wait_ms, self.settings.batch_max_size
         while not self._stop.is_set():
+            if self._fatal is not None:
+                raise self._fatal
             fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=size)
             if not fetched:
                 continue
@@ -193,20 +205,29 @@ class Scorer:
                 if not records:
                     continue
                 try:
-                    await self._process(records, consumer, scorer, cache, alerts, txns)
+                    prepared = await self._prepare(records, scorer, cache, alerts)
+                    # Batch k's Kafka transactions ran while batch k+1 was scored and saved;
+                    # they finish before k+1's start, so each partition's offsets only grow.
+                    await self._settle()
+                    self._in_flight = asyncio.create_task(self._commit(prepared, consumer, txns))
                 except BatchAbandonedError as exc:
                     log.warning("%s", exc)
                     return
 
-    async def _process(
+    async def _settle(self) -> None:
+        """Wait for the batch whose Kafka transactions are in flight (call under the lock)."""
+        task, self._in_flight = self._in_flight, None
+        if task is not None:
+            await task
+
+    async def _prepare(
         self,
         records: Sequence[Any],
-        consumer: AIOKafkaConsumer,
         scorer: BatchScorer,
         cache: DecisionCache,
         alerts: AlertStore,
-        txns: PartitionTransactions,
-    ) -> None:
+    ) -> _Prepared:
+        """Score the batch and save it to Redis and Postgres (idempotent writes)."""
         m = self.metrics
         m.batch_size.observe(len(records))
         result = await self._retry("redis", lambda: scorer.score(records))
@@ -216,14 +237,15 @@ class Scorer:
         started = time.perf_counter()
         acting = [(record, d, d.to_json()) for record, d in result.decisions]
         shadow = [(record, d, d.to_json()) for record, d in result.shadow]
-        await self._retry("redis", lambda: cache.write([(d, p) for _, d, p in acting]))
-        m.stage.labels("cache").observe(time.perf_counter() - started)
+        m.stage.labels("encode").observe(time.perf_counter() - started)
 
         started = time.perf_counter()
-        await self._retry("postgres", lambda: alerts.write([d for _, d, _ in acting]))
-        m.stage.labels("alerts").observe(time.perf_counter() - started)
+        await asyncio.gather(
+            self._retry("redis", lambda: cache.write([(d, p) for _, d, p in acting])),
+            self._retry("postgres", lambda: alerts.write([d for _, d, _ in acting])),
+        )
+        m.stage.labels("cache_and_alerts").observe(time.perf_counter() - started)
 
-        started = time.perf_counter()
         per_partition: dict[TopicPartition, _PartitionWork] = {}
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
@@ -236,26 +258,34 @@ class Scorer:
         for record, rejection in result.rejections:
             tp = TopicPartition(record.topic, record.partition)
             per_partition[tp].rejections.append((record, rejection))
+        return _Prepared(result, acting, shadow, per_partition)
+
+    async def _commit(
+        self, prepared: _Prepared, consumer: AIOKafkaConsumer, txns: PartitionTransactions
+    ) -> None:
+        """One Kafka transaction per partition: decisions, DLQ records, next offset."""
+        m = self.metrics
+        started = time.perf_counter()
 
         def commit(tp: TopicPartition, w: _PartitionWork) -> Callable[[], Awaitable[None]]:
             return lambda: txns.commit(tp, w.decisions, w.rejections, w.next_offset)
 
         await asyncio.gather(
-            *(self._retry("kafka", commit(tp, w)) for tp, w in per_partition.items())
+            *(self._retry("kafka", commit(tp, w)) for tp, w in prepared.per_partition.items())
         )
         m.stage.labels("kafka_commit").observe(time.perf_counter() - started)
 
         now = time.time()
-        for _, d, _ in acting:
+        for _, d, _ in prepared.acting:
             m.end_to_end.observe(max(now - d.event_ts.timestamp(), 0.0))
             m.decisions.labels(d.decision.value, d.model_digest, d.track.value).inc()
             m.scores.labels(d.model_digest, d.track.value).observe(d.score)
-        for _, d, _ in shadow:
+        for _, d, _ in prepared.shadow:
             m.decisions.labels(d.decision.value, d.model_digest, Track.SHADOW.value).inc()
             m.scores.labels(d.model_digest, Track.SHADOW.value).observe(d.score)
-        for _, rejection in result.rejections:
+        for _, rejection in prepared.result.rejections:
             m.dlq.labels(rejection.code).inc()
-        for tp, w in per_partition.items():
+        for tp, w in prepared.per_partition.items():
             highwater = consumer.highwater(tp)
             if highwater is not None:
                 m.lag.labels(str(tp.partition)).set(max(highwater - w.next_offset, 0))
@@ -289,6 +319,14 @@ class Scorer:
                 delay = min(delay * 2, MAX_BACKOFF_S)
 
 
+@dataclass
+class _Prepared:
+    result: BatchResult
+    acting: list[tuple[Record, Decision, bytes]]
+    shadow: list[tuple[Record, Decision, bytes]]
+    per_partition: dict[TopicPartition, _PartitionWork]
+
+
 class _PartitionWork:
     __slots__ = ("decisions", "next_offset", "rejections")
 
@@ -307,6 +345,12 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         # The batch in flight commits (its offsets travel in its transactions) before the
         # partitions go; then their producers close.
         async with self._scorer._batch_lock:
+            try:
+                await self._scorer._settle()
+            except BatchAbandonedError as exc:
+                log.warning("%s", exc)
+            except Exception as exc:
+                self._scorer._fatal = exc  # the run loop raises it
             await self._txns.close(list(revoked))
         for tp in revoked:
             with contextlib.suppress(KeyError):

@@ -1,0 +1,434 @@
+"""Scorer throughput, latency and memory on the local stack, against a naive scorer, in one run.
+
+  drain     `fraudpipe-scorer` (one process, stable + canary model loaded, canary weight 10)
+            drains --count pre-produced transactions from a 6-partition topic
+  latency   the same process at a steady --rate tx/s offered for --seconds: end-to-end latency
+            from the event's timestamp (set when sent) to a read_committed reader receiving the
+            decision
+  naive     baseline: consume one, features for one (the same Redis script), score one with
+            scikit-learn, write one (Redis, Postgres, Kafka), commit one; --naive-count messages
+
+    uv run python bench/bench_scorer.py [--count 200000] [--model DIR]
+
+Uses KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and DATABASE_URL when set (`eval "$(hack/stack env)"`),
+otherwise starts them from the local stack in a scratch folder. Without --model it trains one
+with `fraudpipe-model train --rows 60000`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import orjson
+
+BIN = Path(sys.executable).parent
+TOPIC_MAX_BYTES = 4 * 1_048_576
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(n, p, 1, topic_configs={"max.message.bytes": str(TOPIC_MAX_BYTES)})
+                for n, p in topics.items()
+            ]
+        )
+    finally:
+        await admin.close()
+
+
+async def fresh_database(server_url: str) -> str:
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    parts = urlsplit(server_url)
+    conn = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def migrate(url: str) -> None:
+    subprocess.run(
+        [str(BIN / "fraudpipe-scorer"), "migrate"],
+        env={**os.environ, "DATABASE_URL": url},
+        check=True,
+        capture_output=True,
+    )
+
+
+def metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        body = r.read().decode()
+    total = 0.0
+    for line in body.splitlines():
+        head, _, value = line.rpartition(" ")
+        if head == name or head.startswith(name + "{"):
+            total += float(value)
+    return total
+
+
+def stage_means_ms(port: int) -> dict[str, float]:
+    """Mean duration of each stage per batch, from the scorer's own histograms."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        body = r.read().decode()
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in body.splitlines():
+        for suffix, into in (("_sum", sums), ("_count", counts)):
+            head = f'fraudpipe_scorer_stage_duration_seconds{suffix}{{stage="'
+            if line.startswith(head):
+                stage = line[len(head) :].split('"', 1)[0]
+                into[stage] = float(line.rpartition(" ")[2])
+    return {k: round(1000 * sums[k] / counts[k], 2) for k in sums if counts.get(k)}
+
+
+def ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# -- fraudpipe scorer ---------------------------------------------------------------------------
+def run_drain(
+    env: dict[str, str], count: int, log: Path
+) -> tuple[subprocess.Popen[bytes], dict[str, float]]:
+    port = int(env["METRICS_PORT"])
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "fraudpipe-scorer")],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    while not ready(port):
+        if proc.poll() is not None:
+            raise SystemExit(f"scorer exited, see {log}")
+        time.sleep(0.1)
+    started = time.perf_counter()
+    while metric(port, "fraudpipe_scorer_decisions_total") < count:
+        time.sleep(0.1)
+    seconds = time.perf_counter() - started
+    batches = metric(port, "fraudpipe_scorer_batch_size_messages_count")
+    print(f"  mean batch {count / batches:.0f} messages; ms per batch {stage_means_ms(port)}")
+    return proc, {
+        "seconds": seconds,
+        "tx_per_s": count / seconds,
+        "peak_rss_mib": peak_rss_mib(proc.pid),
+    }
+
+
+async def run_latency(env: dict[str, str], rate: int, seconds: float) -> dict[str, float]:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from fraudpipe_common.contracts.transactions import format_utc_timestamp
+    from fraudpipe_common.synthetic import TrafficConfig, generate
+
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    consumer = AIOKafkaConsumer(
+        env["DECISIONS_TOPIC"],
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=5,
+    )
+    await consumer.start()
+    await asyncio.sleep(2)  # let the reader get its partitions and positions
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, compression_type="lz4", linger_ms=1)
+    await producer.start()
+    prefix = f"lat-{uuid.uuid4().hex[:6]}-"
+    stream = generate(TrafficConfig(fraud_rate=0.01, seed=11))
+    latencies: list[float] = []
+    total = int(rate * seconds)
+
+    async def read() -> None:
+        while len(latencies) < total:
+            batch = await consumer.getmany(timeout_ms=100)
+            now = time.time()
+            for records in batch.values():
+                for r in records:
+                    d = orjson.loads(r.value)
+                    if d["tx_id"].startswith(prefix) and d["track"] != "shadow":
+                        event = dt.datetime.fromisoformat(d["event_ts"]).timestamp()
+                        latencies.append(now - event)
+
+    reader = asyncio.create_task(read())
+    tick = 0.01
+    per_tick = rate * tick
+    started = time.perf_counter()
+    sent = 0
+    for i, tx in enumerate(itertools.islice(stream, total)):
+        due = started + i / rate
+        if (delay := due - time.perf_counter()) > 0 and i % max(int(per_tick), 1) == 0:
+            await asyncio.sleep(delay)
+        message = tx.message() | {"tx_id": f"{prefix}{i}", "ts": format_utc_timestamp(time.time())}
+        await producer.send(
+            env["TRANSACTIONS_TOPIC"], orjson.dumps(message), key=tx.user_id.encode()
+        )
+        sent += 1
+    await producer.flush()
+    await asyncio.wait_for(reader, timeout=60)
+    await producer.stop()
+    await consumer.stop()
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(int(p * len(latencies)), len(latencies) - 1)] * 1000
+
+    return {
+        "offered_tx_per_s": sent / (time.perf_counter() - started),
+        "p50_ms": pct(0.5),
+        "p99_ms": pct(0.99),
+        "max_ms": latencies[-1] * 1000,
+    }
+
+
+# -- naive baseline -----------------------------------------------------------------------------
+async def run_naive(env: dict[str, str], model_dir: Path, count: int) -> dict[str, float]:
+    import joblib  # type: ignore[import-untyped]
+    import numpy as np
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from redis.asyncio import Redis
+
+    from fraudpipe_common.contracts.transactions import decode_transaction
+    from fraudpipe_common.features import FeatureInput, OnlineFeatureStore, assemble
+    from fraudpipe_common.model_artifact import read_model_dir
+
+    card = read_model_dir(model_dir).card
+    estimator = joblib.load(model_dir / "estimator.joblib")
+    redis = Redis.from_url(env["REDIS_URL"])
+    store = OnlineFeatureStore(redis, prefix=f"naive-{uuid.uuid4().hex[:6]}:")
+    pg = await asyncpg.connect(env["DATABASE_URL"])
+    consumer = AIOKafkaConsumer(
+        env["TRANSACTIONS_TOPIC"],
+        bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
+        group_id=f"naive-{uuid.uuid4().hex[:6]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"])
+    await consumer.start()
+    await producer.start()
+    done = 0
+    started = 0.0
+    try:
+        while done < count:
+            record = await consumer.getone()
+            if done == 0:
+                started = time.perf_counter()
+            tx = decode_transaction(record.value)
+            fi = FeatureInput(
+                tx.tx_id,
+                tx.user_id,
+                tx.ts,
+                tx.amount_text,
+                tx.country,
+                tx.device_id,
+                tx.merchant_id,
+                tx.mcc,
+                tx.channel,
+            )
+            (stateful,) = await store.update([fi])
+            score = float(
+                estimator.predict_proba(np.asarray([assemble(fi, stateful)], dtype=np.float32))[
+                    0, 1
+                ]
+            )
+            verdict = (
+                "BLOCK"
+                if score >= card.thresholds.block
+                else "FLAG"
+                if score >= card.thresholds.flag
+                else "APPROVE"
+            )
+            payload = orjson.dumps({"tx_id": tx.tx_id, "decision": verdict, "score": score})
+            await redis.set(f"naive:decision:{tx.tx_id}", payload, ex=86400)
+            if verdict != "APPROVE":
+                await pg.execute(
+                    "INSERT INTO alerts (tx_id, user_id, decision, score, model_digest, event_ts) "
+                    "VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (tx_id) DO NOTHING",
+                    f"naive-{tx.tx_id}",
+                    tx.user_id,
+                    verdict,
+                    score,
+                    card.model_sha256,
+                )
+            await producer.send_and_wait(
+                env["DECISIONS_TOPIC"] + "-naive", payload, key=tx.tx_id.encode()
+            )
+            await consumer.commit()
+            done += 1
+        seconds = time.perf_counter() - started
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await pg.close()
+        await redis.aclose()
+    return {"seconds": seconds, "tx_per_s": count / seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--count", type=int, default=200_000)
+    parser.add_argument("--naive-count", type=int, default=3_000)
+    parser.add_argument("--rate", type=int, default=2_000)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--model", type=Path)
+    args = parser.parse_args()
+
+    scratch = Path(tempfile.mkdtemp(prefix="fraudpipe-bench-scorer-", dir="/tmp"))
+    stack_root = None
+    names = {"kafka": "KAFKA_BOOTSTRAP_SERVERS", "redis": "REDIS_URL", "postgres": "DATABASE_URL"}
+    settings: dict[str, str] = {}
+    missing = [s for s, var in names.items() if not os.environ.get(var)]
+    if missing:
+        from fraudpipe_testing.stack import Stack
+
+        stack_root = scratch / "stack"
+        settings |= Stack(stack_root).up(missing)
+    settings |= {var: os.environ[var] for var in names.values() if os.environ.get(var)}
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        model = args.model
+        if model is None:
+            model = scratch / "model"
+            subprocess.run(
+                [
+                    str(BIN / "fraudpipe-model"),
+                    "train",
+                    "--rows",
+                    "60000",
+                    "--threads",
+                    "1",
+                    "--out",
+                    str(model),
+                ],
+                check=True,
+                capture_output=True,
+            )
+        suffix = uuid.uuid4().hex[:6]
+        tx_topic, dec_topic = f"bench-tx-{suffix}", f"bench-dec-{suffix}"
+        asyncio.run(
+            create_topics(
+                settings["KAFKA_BOOTSTRAP_SERVERS"],
+                {tx_topic: 6, dec_topic: 6, f"bench-dlq-{suffix}": 1, dec_topic + "-naive": 6},
+            )
+        )
+        database = asyncio.run(fresh_database(settings["DATABASE_URL"]))
+        migrate(database)
+        env = {
+            **settings,
+            "DATABASE_URL": database,
+            "TRANSACTIONS_TOPIC": tx_topic,
+            "DECISIONS_TOPIC": dec_topic,
+            "DLQ_TOPIC": f"bench-dlq-{suffix}",
+            "MODEL_REF": str(model),
+            "CANARY_MODEL_REF": str(model),
+            "CANARY_WEIGHT": "10",
+            "CONSUMER_GROUP": f"bench-{suffix}",
+            "REDIS_KEY_PREFIX": f"bench-{suffix}:",
+            "METRICS_PORT": str(free_port()),
+            "LOG_LEVEL": "WARNING",
+        }
+        started = time.perf_counter()
+        subprocess.run(
+            [
+                str(BIN / "fraudpipe-produce"),
+                "--rps",
+                "0",
+                "--count",
+                str(args.count),
+                "--topic",
+                tx_topic,
+                "--no-progress",
+            ],
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
+        )
+        print(
+            f"pre-produced {args.count:,} transactions in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+
+        proc, drain = run_drain(env, args.count, scratch / "scorer.log")
+        print(
+            f"drain: {drain['tx_per_s']:,.0f} tx/s ({drain['seconds']:.1f} s), "
+            f"peak RSS {drain['peak_rss_mib']:.0f} MiB",
+            flush=True,
+        )
+        latency = asyncio.run(run_latency(env, args.rate, args.seconds))
+        print(
+            f"steady {latency['offered_tx_per_s']:,.0f} tx/s: p50 {latency['p50_ms']:.1f} ms, "
+            f"p99 {latency['p99_ms']:.1f} ms, max {latency['max_ms']:.1f} ms",
+            flush=True,
+        )
+        rss_after = peak_rss_mib(proc.pid)
+        proc.terminate()
+        proc.wait(timeout=15)
+        proc = None
+        naive = asyncio.run(run_naive(env, model, args.naive_count))
+        print(
+            f"naive: {naive['tx_per_s']:,.0f} tx/s over {args.naive_count:,} transactions",
+            flush=True,
+        )
+        result: dict[str, Any] = {
+            "count": args.count,
+            "drain": drain,
+            "latency": latency,
+            "peak_rss_mib": rss_after,
+            "naive": naive,
+            "ratio": drain["tx_per_s"] / naive["tx_per_s"],
+            "load_average": os.getloadavg(),
+        }
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    finally:
+        if proc is not None:
+            proc.kill()
+        if stack_root is not None:
+            from fraudpipe_testing.stack import Stack
+
+            Stack(stack_root).down()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -53,6 +53,16 @@ class BatchResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class DecodedBatch:
+    """A batch between decoding and its decisions."""
+
+    records: list[Record]
+    result: BatchResult
+    good: list[tuple[Record, Tx]]
+    inputs: list[FeatureInput]
+
+
 class BatchScorer:
     def __init__(
         self,
@@ -72,6 +82,11 @@ class BatchScorer:
         self.rules = rules
 
     async def score(self, records: Sequence[Record]) -> BatchResult:
+        """The whole batch in one go (the service splits it to overlap batches)."""
+        batch = self.decode(records)
+        return self.finish(batch, await self.fetch_features(batch))
+
+    def decode(self, records: Sequence[Record]) -> DecodedBatch:
         result = BatchResult()
         clock = time.perf_counter()
         good: list[tuple[Record, Tx]] = []
@@ -91,10 +106,6 @@ class BatchScorer:
                     exc.code, exc.detail, record.topic, record.partition, record.offset
                 )
                 result.rejections.append((record, rejection))
-        clock = _lap(result, "decode", clock)
-        if not good:
-            return result
-
         inputs = [
             FeatureInput(
                 tx.tx_id,
@@ -109,10 +120,23 @@ class BatchScorer:
             )
             for _, tx in good
         ]
-        stateful = await self.features.update(inputs)
-        rows = [assemble(i, s) for i, s in zip(inputs, stateful, strict=True)]
-        clock = _lap(result, "features", clock)
+        _lap(result, "decode", clock)
+        return DecodedBatch(list(records), result, good, inputs)
 
+    async def fetch_features(self, batch: DecodedBatch) -> list[tuple[float, ...]]:
+        """The batch's one Redis round trip: records the transactions, returns their state."""
+        started = time.perf_counter()
+        stateful = await self.features.update(batch.inputs) if batch.inputs else []
+        batch.result.stage_seconds["features"] = time.perf_counter() - started
+        return stateful
+
+    def finish(self, batch: DecodedBatch, stateful: Sequence[tuple[float, ...]]) -> BatchResult:
+        """Inference and rules: computation only."""
+        result, good = batch.result, batch.good
+        if not good:
+            return result
+        clock = time.perf_counter()
+        rows = [assemble(i, s) for i, s in zip(batch.inputs, stateful, strict=True)]
         matrix = np.asarray(rows, dtype=np.float32)
         stable_scores = self.stable.score(matrix).tolist()
         routing = self.router.state

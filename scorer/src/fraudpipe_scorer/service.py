@@ -2,11 +2,12 @@
 
 Order per batch (DESIGN.md §5): features and scores (Redis), then the decision cache (Redis)
 and the alerts (Postgres) together, then one Kafka transaction per source partition with its
-decisions, its DLQ records and its next offset. Batch k's Kafka transactions run while batch
-k+1 is scored and saved, and finish before k+1's begin. Each step is retried with backoff
-while its dependency is down and nothing new is fetched meanwhile (the consumer is in effect
-paused); offsets move only inside the Kafka transactions, so no unsaved work is ever committed.
-A rebalance waits for the batch in flight.
+decisions, its DLQ records and its next offset. Batches overlap without reordering: batch
+k+1's feature call runs in Redis while batch k is decided and saved, and batch k's Kafka
+transactions run while batch k+1 is; each step waits for the same step of the batch before.
+Each step is retried with backoff while its dependency is down and nothing new is fetched
+meanwhile (the consumer is in effect paused); offsets move only inside the Kafka transactions,
+so no unsaved work is ever committed. A rebalance waits for the batches in flight.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from fraudpipe_scorer.config import RuleSettings, ScorerSettings
 from fraudpipe_scorer.http import build_app, serve
 from fraudpipe_scorer.metrics import ScorerMetrics
 from fraudpipe_scorer.routing import Router
-from fraudpipe_scorer.scoring import BatchResult, BatchScorer, Record
+from fraudpipe_scorer.scoring import BatchResult, BatchScorer, DecodedBatch, Record
 from fraudpipe_scorer.sinks import AlertStore, DecisionCache, PartitionTransactions
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ class Scorer:
         self._give_up_at: float | None = None
         self._batch_lock = asyncio.Lock()
         self._in_flight: asyncio.Task[None] | None = None
+        self._pending: _Pending | None = None
+        self._parts: _Parts | None = None
         self._fatal: BaseException | None = None
         self._joined = False
         self._models_loaded = False
@@ -157,14 +160,15 @@ class Scorer:
                 session_timeout_ms=10_000,
                 heartbeat_interval_ms=2_000,
             )
+            self._parts = _Parts(scorer, cache, alerts, txns, consumer)
             consumer.subscribe([self.topics.transactions_topic], listener=_Rebalance(self, txns))
             await consumer.start()
             try:
-                await self._loop(consumer, scorer, cache, alerts, txns)
+                await self._loop(consumer)
             finally:
                 async with self._batch_lock:
                     try:
-                        await self._settle()
+                        await self._drain()
                     except BatchAbandonedError as exc:
                         log.warning("%s", exc)
                     finally:
@@ -182,37 +186,59 @@ class Scorer:
                     self._pool.terminate()
             await runner.cleanup()
 
-    async def _loop(
-        self,
-        consumer: AIOKafkaConsumer,
-        scorer: BatchScorer,
-        cache: DecisionCache,
-        alerts: AlertStore,
-        txns: PartitionTransactions,
-    ) -> None:
+    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         wait_ms, size = self.settings.batch_max_wait_ms, self.settings.batch_max_size
         while not self._stop.is_set():
             if self._fatal is not None:
                 raise self._fatal
-            fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=size)
-            if not fetched:
-                continue
+            # With a batch waiting for its decisions, take only what is already fetched.
+            timeout = 0 if self._pending is not None else wait_ms
+            fetched = await consumer.getmany(timeout_ms=timeout, max_records=size)
             async with self._batch_lock:
                 owned = consumer.assignment()
                 # A rebalance may have taken a partition between the fetch and now: its
                 # records are the new owner's.
                 records = [r for tp, rs in fetched.items() if tp in owned for r in rs]
-                if not records:
+                if not records and self._pending is None:
                     continue
                 try:
-                    prepared = await self._prepare(records, scorer, cache, alerts)
-                    # Batch k's Kafka transactions ran while batch k+1 was scored and saved;
-                    # they finish before k+1's start, so each partition's offsets only grow.
-                    await self._settle()
-                    self._in_flight = asyncio.create_task(self._commit(prepared, consumer, txns))
+                    await self._advance(records)
                 except BatchAbandonedError as exc:
                     log.warning("%s", exc)
                     return
+
+    async def _advance(self, records: Sequence[Any]) -> None:
+        """Send batch k+1's features call, then finish batch k while Redis computes them.
+
+        Feature calls stay in batch order (k's has returned before k+1's is sent), and batch
+        k+1 is dropped if batch k fails, so no offset ever passes unsaved work."""
+        parts = self._parts
+        assert parts is not None
+        previous, self._pending = self._pending, None
+        stateful = await previous.features if previous is not None else None
+        if records:
+            batch = parts.scorer.decode(records)
+            self.metrics.batch_size.observe(len(records))
+            features = asyncio.create_task(
+                self._retry("redis", lambda: parts.scorer.fetch_features(batch))
+            )
+            self._pending = _Pending(batch, features)
+            await asyncio.sleep(0)  # the request leaves before the CPU work below
+        if previous is not None and stateful is not None:
+            try:
+                await self._complete(previous.batch, stateful)
+            except BaseException:
+                if self._pending is not None:
+                    self._pending.features.cancel()
+                    self._pending = None
+                raise
+
+    async def _drain(self) -> None:
+        """Finish and commit everything started (call under the lock)."""
+        previous, self._pending = self._pending, None
+        if previous is not None:
+            await self._complete(previous.batch, await previous.features)
+        await self._settle()
 
     async def _settle(self) -> None:
         """Wait for the batch whose Kafka transactions are in flight (call under the lock)."""
@@ -220,17 +246,13 @@ class Scorer:
         if task is not None:
             await task
 
-    async def _prepare(
-        self,
-        records: Sequence[Any],
-        scorer: BatchScorer,
-        cache: DecisionCache,
-        alerts: AlertStore,
-    ) -> _Prepared:
-        """Score the batch and save it to Redis and Postgres (idempotent writes)."""
+    async def _complete(self, batch: DecodedBatch, stateful: list[tuple[float, ...]]) -> None:
+        """Decide, save to Redis and Postgres (idempotent writes), then hand the batch to its
+        Kafka transactions once the previous batch's have committed."""
+        parts = self._parts
+        assert parts is not None
         m = self.metrics
-        m.batch_size.observe(len(records))
-        result = await self._retry("redis", lambda: scorer.score(records))
+        result = parts.scorer.finish(batch, stateful)
         for stage, seconds in result.stage_seconds.items():
             m.stage.labels(stage).observe(seconds)
 
@@ -240,6 +262,7 @@ class Scorer:
         m.stage.labels("encode").observe(time.perf_counter() - started)
 
         started = time.perf_counter()
+        cache, alerts = parts.cache, parts.alerts
         await asyncio.gather(
             self._retry("redis", lambda: cache.write([(d, p) for _, d, p in acting])),
             self._retry("postgres", lambda: alerts.write([d for _, d, _ in acting])),
@@ -247,7 +270,7 @@ class Scorer:
         m.stage.labels("cache_and_alerts").observe(time.perf_counter() - started)
 
         per_partition: dict[TopicPartition, _PartitionWork] = {}
-        for record in records:
+        for record in batch.records:
             tp = TopicPartition(record.topic, record.partition)
             work = per_partition.setdefault(tp, _PartitionWork())
             work.next_offset = max(work.next_offset, record.offset + 1)
@@ -258,7 +281,11 @@ class Scorer:
         for record, rejection in result.rejections:
             tp = TopicPartition(record.topic, record.partition)
             per_partition[tp].rejections.append((record, rejection))
-        return _Prepared(result, acting, shadow, per_partition)
+        prepared = _Prepared(result, acting, shadow, per_partition)
+        # Batch k's Kafka transactions ran while batch k+1 was scored and saved; they finish
+        # before k+1's start, so each partition's offsets only grow.
+        await self._settle()
+        self._in_flight = asyncio.create_task(self._commit(prepared, parts.consumer, parts.txns))
 
     async def _commit(
         self, prepared: _Prepared, consumer: AIOKafkaConsumer, txns: PartitionTransactions
@@ -320,6 +347,23 @@ class Scorer:
 
 
 @dataclass
+class _Parts:
+    scorer: BatchScorer
+    cache: DecisionCache
+    alerts: AlertStore
+    txns: PartitionTransactions
+    consumer: AIOKafkaConsumer
+
+
+@dataclass
+class _Pending:
+    """A decoded batch whose features call is in flight."""
+
+    batch: DecodedBatch
+    features: asyncio.Task[list[tuple[float, ...]]]
+
+
+@dataclass
 class _Prepared:
     result: BatchResult
     acting: list[tuple[Record, Decision, bytes]]
@@ -346,7 +390,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         # partitions go; then their producers close.
         async with self._scorer._batch_lock:
             try:
-                await self._scorer._settle()
+                await self._scorer._drain()
             except BatchAbandonedError as exc:
                 log.warning("%s", exc)
             except Exception as exc:

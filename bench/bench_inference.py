@@ -28,8 +28,8 @@ from threadpoolctl import threadpool_limits
 
 from fraudpipe_model.dataset import DatasetSpec, load_dataset
 from fraudpipe_model.export import export_onnx
+from fraudpipe_model.families import FAMILIES, fit, sklearn_scores
 from fraudpipe_model.runtime import PARITY_TOLERANCE, OnnxModel, max_abs_diff
-from fraudpipe_model.training import FAMILIES, fit, sklearn_scores
 
 CACHE = Path(os.environ.get("FRAUDPIPE_CACHE", Path.home() / ".cache" / "fraudpipe")) / "datasets"
 BATCHES = (1, 500, 10_000)

@@ -161,7 +161,9 @@ FIELD_VALUES = {
             1767268800,
         ]
     ),
-    "ip": st.one_of(st.none(), st.just("198.51.100.7"), st.just("x" * 65), st.integers(-(2**63), 2**63 - 1)),
+    "ip": st.one_of(
+        st.none(), st.just("198.51.100.7"), st.just("x" * 65), st.integers(-(2**63), 2**63 - 1)
+    ),
 }
 
 

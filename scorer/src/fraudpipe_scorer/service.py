@@ -34,7 +34,12 @@ from fraudpipe_scorer.http import build_app, serve
 from fraudpipe_scorer.metrics import ScorerMetrics
 from fraudpipe_scorer.routing import Router
 from fraudpipe_scorer.scoring import BatchResult, BatchScorer, DecodedBatch, Record
-from fraudpipe_scorer.sinks import AlertStore, DecisionCache, PartitionTransactions
+from fraudpipe_scorer.sinks import (
+    AlertStore,
+    DecisionCache,
+    PartitionTransactions,
+    ProducerFencedError,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -163,15 +168,22 @@ class Scorer:
             self._parts = _Parts(scorer, cache, alerts, txns, consumer)
             consumer.subscribe([self.topics.transactions_topic], listener=_Rebalance(self, txns))
             await consumer.start()
+            fenced = False
             try:
                 await self._loop(consumer)
+            except ProducerFencedError:
+                fenced = True  # a zombie commits nothing more
+                raise
             finally:
                 async with self._batch_lock:
                     try:
-                        await self._drain()
-                    except BatchAbandonedError as exc:
-                        log.warning("%s", exc)
+                        if not fenced:
+                            await self._drain()
+                    except (BatchAbandonedError, ProducerFencedError) as exc:
+                        log.warning("left uncommitted: %s", exc)
                     finally:
+                        if self._pending is not None:
+                            self._pending.features.cancel()
                         await txns.close_all()
                 await consumer.stop()
         finally:
@@ -325,8 +337,6 @@ class Scorer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                from fraudpipe_scorer.sinks import ProducerFencedError
-
                 if isinstance(exc, ProducerFencedError):
                     raise
                 self.metrics.sink_errors.labels(dependency).inc()

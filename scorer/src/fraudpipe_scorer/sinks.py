@@ -9,6 +9,7 @@ replay overwrites nothing and duplicates nothing (docs/decisions.md).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
@@ -132,7 +133,8 @@ class PartitionTransactions:
         for tp in tps:
             producer = self._producers.pop(tp, None)
             if producer is not None:
-                await producer.stop()
+                with contextlib.suppress(Exception):  # a fenced producer may fail to stop
+                    await producer.stop()
 
     async def close_all(self) -> None:
         await self.close(list(self._producers))
@@ -167,8 +169,8 @@ class PartitionTransactions:
                             headers=rejection.headers(),
                         )
                     )
-                for future in futures:
-                    await future
+                # gather retrieves every failure, not just the first.
+                await asyncio.gather(*futures)
                 await producer.send_offsets_to_transaction({tp: next_offset}, self._group_id)
         except Exception as exc:
             # The producer's state after a failed transaction is not worth reasoning about:

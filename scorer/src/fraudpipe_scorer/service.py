@@ -413,8 +413,9 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         # Opening the producers now fences a previous owner of each partition and aborts
         # whatever transaction it left open.
-        for tp in assigned:
-            await self._txns.open(tp)
+        async with self._scorer._batch_lock:
+            for tp in assigned:
+                await self._txns.open(tp)
         self._scorer._joined = True
 
 

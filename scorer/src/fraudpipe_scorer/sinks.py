@@ -109,11 +109,18 @@ class PartitionTransactions:
         self._decisions_topic = decisions_topic
         self._dlq_topic = dlq_topic
         self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        self._opening = asyncio.Lock()
 
     def transactional_id(self, tp: TopicPartition) -> str:
         return f"{self._group_id}.{tp.topic}.{tp.partition}"
 
     async def open(self, tp: TopicPartition) -> AIOKafkaProducer:
+        # Two producers with one transactional id fence each other: opening is serialised
+        # (the rebalance listener and a batch may both ask for a new partition's producer).
+        async with self._opening:
+            return await self._open(tp)
+
+    async def _open(self, tp: TopicPartition) -> AIOKafkaProducer:
         producer = self._producers.get(tp)
         if producer is None:
             producer = AIOKafkaProducer(

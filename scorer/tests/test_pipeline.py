@@ -93,6 +93,10 @@ async def test_injected_fraud_is_alerted_and_clean_traffic_is_mostly_approved(
     assert scorer.metric("fraudpipe_scorer_decisions_total") == len(txs)
     assert scorer.metric("fraudpipe_scorer_end_to_end_latency_seconds_count") == len(txs)
     assert scorer.metric("fraudpipe_scorer_consumer_lag_messages") == 0
+    assert scorer.get("/healthz")[0] == 200
+    _, metrics = scorer.get("/metrics")
+    digest = decided[some].model_digest
+    assert f'fraudpipe_scorer_model_info{{digest="{digest}"' in metrics.decode()
 
     started = time.monotonic()
     assert scorer.terminate() == 0

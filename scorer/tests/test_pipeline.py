@@ -66,7 +66,7 @@ async def test_injected_fraud_is_alerted_and_clean_traffic_is_mostly_approved(
     approved_clean = [tx for tx in clean if decided[tx.tx_id].decision is Verdict.APPROVE]
     assert len(fraud) > 100
     assert len(caught) / len(fraud) >= 0.7, collections.Counter(t.scenario for t in fraud)
-    # A cold feature state makes every device and merchant new (docs/decisions.md: evaluation warm-up).
+    # A cold feature state makes every device and merchant new (docs/decisions.md, warm-up).
     assert len(approved_clean) / len(clean) >= 0.85
 
     alerts = await alert_rows(env["DATABASE_URL"])

@@ -253,17 +253,7 @@ async def run_naive(env: dict[str, str], model_dir: Path, count: int) -> dict[st
             if done == 0:
                 started = time.perf_counter()
             tx = decode_transaction(record.value)
-            fi = FeatureInput(
-                tx.tx_id,
-                tx.user_id,
-                tx.ts,
-                tx.amount_text,
-                tx.country,
-                tx.device_id,
-                tx.merchant_id,
-                tx.mcc,
-                tx.channel,
-            )
+            fi = FeatureInput.of(tx)
             (stateful,) = await store.update([fi])
             score = float(
                 estimator.predict_proba(np.asarray([assemble(fi, stateful)], dtype=np.float32))[

@@ -106,20 +106,7 @@ class BatchScorer:
                     exc.code, exc.detail, record.topic, record.partition, record.offset
                 )
                 result.rejections.append((record, rejection))
-        inputs = [
-            FeatureInput(
-                tx.tx_id,
-                tx.user_id,
-                tx.ts,
-                tx.amount_text,
-                tx.country,
-                tx.device_id,
-                tx.merchant_id,
-                tx.mcc,
-                tx.channel,
-            )
-            for _, tx in good
-        ]
+        inputs = [FeatureInput.of(tx) for _, tx in good]
         _lap(result, "decode", clock)
         return DecodedBatch(list(records), result, good, inputs)
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 WINDOWS = {"1m": 60.0, "1h": 3600.0, "24h": 86400.0}
 NO_PREVIOUS_SECONDS = 1e6
@@ -88,6 +89,27 @@ MCC_RISK = {
 MCC_BASELINE_RISK = 0.20
 
 
+class TransactionFields(Protocol):
+    @property
+    def tx_id(self) -> str: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def ts(self) -> float: ...
+    @property
+    def amount_text(self) -> str: ...
+    @property
+    def country(self) -> str: ...
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def merchant_id(self) -> str: ...
+    @property
+    def mcc(self) -> str: ...
+    @property
+    def channel(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class FeatureInput:
     """The fields of a transaction that features read."""
@@ -101,6 +123,21 @@ class FeatureInput:
     merchant_id: str
     mcc: str
     channel: str
+
+    @classmethod
+    def of(cls, tx: TransactionFields) -> FeatureInput:
+        """From anything carrying the transaction's fields (a decoded Tx, a generated one)."""
+        return cls(
+            tx.tx_id,
+            tx.user_id,
+            tx.ts,
+            tx.amount_text,
+            tx.country,
+            tx.device_id,
+            tx.merchant_id,
+            tx.mcc,
+            tx.channel,
+        )
 
     @property
     def amount(self) -> float:

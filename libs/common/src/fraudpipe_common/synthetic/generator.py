@@ -9,6 +9,7 @@ travel); both streams are merged in timestamp order. Same seed, same stream.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import heapq
 import math
 from collections.abc import Iterator
@@ -98,17 +99,7 @@ class GeneratedTransaction:
     def feature_input(self) -> FeatureInput:
         # The timestamp exactly as a consumer of the message decodes it (milliseconds).
         ts = parse_utc_timestamp(format_utc_timestamp(self.ts))
-        return FeatureInput(
-            self.tx_id,
-            self.user_id,
-            ts,
-            self.amount_text,
-            self.country,
-            self.device_id,
-            self.merchant_id,
-            self.mcc,
-            self.channel,
-        )
+        return dataclasses.replace(FeatureInput.of(self), ts=ts)
 
 
 class _Draws:

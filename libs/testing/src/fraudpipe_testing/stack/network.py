@@ -15,6 +15,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from fraudpipe_testing.stack.process import alive
+
 CLAIMS_DIR = Path(os.environ.get("FRAUDPIPE_ROUTE_CLAIMS", "/run/fraudpipe/route-claims"))
 
 
@@ -63,20 +65,10 @@ def release_unreachable(owner: Path) -> None:
             record = json.loads(claim.read_text())
         except (OSError, ValueError):
             continue
-        if _alive(int(record["pid"])):
+        if alive(int(record["pid"])):
             still_needed.update(record["cidrs"])
         else:
             claim.unlink(missing_ok=True)  # a cluster that died without releasing
     for cidr in released:
         if cidr not in still_needed:
             _ip("route", "del", "unreachable", cidr)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,7 +1,7 @@
 """The scorer's one configuration object, read from the environment (docs/configuration.md).
 
 Kafka connection and topic names come from the shared `KafkaSettings`/`TopicSettings`, so that
-every service reads the same variables.
+every service reads the same variables; the rule settings (`RULE_*`) are shared with the API.
 """
 
 from __future__ import annotations
@@ -10,27 +10,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fraudpipe_common.kafka import KafkaSettings, TopicSettings
-
-
-class RuleSettings(BaseSettings):
-    """Thresholds of the hand-written rules that sit beside the model."""
-
-    model_config = SettingsConfigDict(env_prefix="RULE_", extra="ignore")
-
-    amount_ceiling: float = Field(
-        default=10_000.0, gt=0, description="BLOCK any single transaction above this amount."
-    )
-    velocity_1m: int = Field(
-        default=8, ge=1, description="FLAG when a user makes more transactions in one minute."
-    )
-    velocity_1h: int = Field(
-        default=40, ge=1, description="FLAG when a user makes more transactions in one hour."
-    )
-    new_country_amount: float = Field(
-        default=1_000.0,
-        gt=0,
-        description="FLAG a first transaction from a new country at or above this amount.",
-    )
+from fraudpipe_common.rules import RuleSettings as RuleSettings  # re-exported: shared with the API
 
 
 class ScorerSettings(BaseSettings):

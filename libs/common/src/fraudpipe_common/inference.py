@@ -1,0 +1,68 @@
+"""A model ready to score: the artifact, its ONNX Runtime session and its thresholds.
+
+Shared by the scorer (micro-batches) and the API (synchronous scoring of one transaction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort  # type: ignore[import-untyped]
+
+from fraudpipe_common.features import FEATURE_NAMES
+from fraudpipe_common.model_artifact import ModelArtifact, check_compatible, load_model
+from fraudpipe_common.oci import sha256_digest
+from fraudpipe_common.rules import Thresholds
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    digest: str  # the OCI manifest digest when pulled by reference, else the ONNX bytes' sha256
+    thresholds: Thresholds
+    session: ort.InferenceSession
+    input_name: str
+    output_name: str
+
+    def score(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Scores of a [N, 22] float32 matrix, in [0, 1]."""
+        (scores,) = self.session.run([self.output_name], {self.input_name: matrix})
+        return np.asarray(scores, dtype=np.float32).reshape(-1)
+
+
+def prepare(
+    artifact: ModelArtifact, *, flag: float | None = None, block: float | None = None
+) -> LoadedModel:
+    options = ort.SessionOptions()
+    # One scorer process per pod, one batch at a time: more threads only fight each other.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(
+        artifact.onnx, sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    check_compatible(artifact.card, FEATURE_NAMES, session)
+    card = artifact.card
+    digest = (
+        artifact.reference.digest
+        if artifact.reference is not None and artifact.reference.digest
+        else sha256_digest(artifact.onnx)
+    )
+    thresholds = Thresholds(
+        flag=card.thresholds.flag if flag is None else flag,
+        block=card.thresholds.block if block is None else block,
+    )
+    return LoadedModel(
+        card.name, digest, thresholds, session, card.io.input_name, card.io.output_name
+    )
+
+
+async def load(
+    ref: str,
+    *,
+    flag: float | None = None,
+    block: float | None = None,
+    plain_http: bool | None = None,
+) -> LoadedModel:
+    return prepare(await load_model(ref, plain_http=plain_http), flag=flag, block=block)

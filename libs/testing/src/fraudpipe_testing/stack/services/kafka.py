@@ -86,8 +86,9 @@ class KafkaService:
                 workdir,
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                # One argument: a generated id may start with "-", which argparse would take
+                # for an option.
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(config),
                 heap="256m",

@@ -1,12 +1,13 @@
 # Provisioning from Debian (apt), Maven Central (Kafka) and PyPI (uv).
 # Sourced by hack/provision after common.sh.
 
-APT_PACKAGES=(redis-server postgresql prometheus docker-registry kcat openssl curl)
+APT_PACKAGES=(redis-server postgresql prometheus docker-registry kcat openssl curl chromium)
 
 # The command each apt package must provide, so a warm run costs one stat per tool.
 declare -A APT_PROBES=(
   [redis-server]=redis-server [postgresql]=/usr/lib/postgresql [prometheus]=prometheus
   [docker-registry]=docker-registry [kcat]=kcat [openssl]=openssl [curl]=curl
+  [chromium]=chromium
 )
 
 provision_apt() {

@@ -1,0 +1,63 @@
+"""`fraudpipe-api [serve]` serves the API; `fraudpipe-api hash-key [TOKEN]` prints a key line
+(a new token when none is given) for API_KEYS_FILE."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import pydantic
+import uvicorn
+
+from fraudpipe_api.auth import KeyFileError, hash_key, new_token
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="fraudpipe-api",
+        description="Alerts, decisions, scoring and feedback over HTTP (configured by the "
+        "environment: docs/configuration.md).",
+    )
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve the API (the default)")
+    keys = commands.add_parser("hash-key", help="print an API_KEYS_FILE line for a token")
+    keys.add_argument("token", nargs="?", help="the key to hash (default: a new random one)")
+    keys.add_argument("--scope", choices=["read", "write"], default="read")
+    keys.add_argument("--name", default="", help="a name shown in 403 messages")
+    args = parser.parse_args(argv)
+    if args.command == "hash-key":
+        token = args.token or new_token()
+        if not args.token:
+            print(f"token: {token}", file=sys.stderr)
+        suffix = f":{args.name}" if args.name else ""
+        print(f"{hash_key(token)}:{args.scope}{suffix}")
+        return 0
+    return _serve()
+
+
+def _serve() -> int:
+    from fraudpipe_api.app import create_app
+    from fraudpipe_api.config import load_settings
+
+    try:
+        settings, kafka, topics, rules = load_settings()
+        app = create_app(settings, kafka, topics, rules)
+    except pydantic.ValidationError as exc:
+        print(f"fraudpipe-api: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    except (KeyFileError, OSError) as exc:
+        print(f"fraudpipe-api: cannot read API keys: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        proxy_headers=False,
+    )
+    return 0

@@ -1,0 +1,68 @@
+"""The API's one configuration object, read from the environment (docs/configuration.md).
+
+Kafka, topics and rule settings are the shared ones (`KafkaSettings`, `TopicSettings`,
+`RuleSettings`), so the API publishes where the scorer reads and decides as it does.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fraudpipe_common.kafka import KafkaSettings, TopicSettings
+from fraudpipe_common.rules import RuleSettings
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    api_port: int = Field(default=8000, ge=1, le=65535, description="HTTP port.")
+    api_host: str = Field(default="0.0.0.0", description="Address to listen on.")  # noqa: S104
+    api_keys_file: str | None = Field(
+        default=None,
+        description="File of `sha256-hex:scope[:name]` lines (a mounted Secret); scope is "
+        "read or write.",
+    )
+    api_keys: str | None = Field(
+        default=None,
+        description="The same lines, comma-separated, for keys passed in the environment.",
+    )
+    api_open_reads: bool = Field(default=False, description="Serve reads without a key.")
+    redis_url: str = Field(description="Redis: decision cache and online features.")
+    database_url: str = Field(description="PostgreSQL: alerts and feedback.")
+    redis_key_prefix: str = Field(default="fp:", description="The scorer's Redis key prefix.")
+    model_ref: str | None = Field(
+        default=None, description="Model for POST /v1/score (registry/repo@sha256:… or a dir)."
+    )
+    flag_threshold: float | None = Field(default=None, ge=0, le=1)
+    block_threshold: float | None = Field(default=None, ge=0, le=1)
+    registry_plain_http: bool | None = None
+    prometheus_url: str | None = Field(
+        default=None,
+        description="Prometheus scraping the scorers: APPROVE counts, alert rate, traffic "
+        "share per model.",
+    )
+    long_poll_max_s: float = Field(default=30.0, gt=0, le=300)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    dependency_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    retry_after_s: int = Field(default=5, ge=1, le=3600)
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> ApiSettings:
+        if (
+            self.flag_threshold is not None
+            and self.block_threshold is not None
+            and self.block_threshold < self.flag_threshold
+        ):
+            raise ValueError(
+                f"BLOCK_THRESHOLD {self.block_threshold} is below FLAG_THRESHOLD "
+                f"{self.flag_threshold}"
+            )
+        return self
+
+
+def load_settings() -> tuple[ApiSettings, KafkaSettings, TopicSettings, RuleSettings]:
+    """Everything the API reads from its environment; raises pydantic's ValidationError
+    naming each missing or invalid variable."""
+    return ApiSettings(), KafkaSettings(), TopicSettings(), RuleSettings()  # type: ignore[call-arg]

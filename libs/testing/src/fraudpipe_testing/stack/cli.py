@@ -15,7 +15,7 @@ import sys
 from fraudpipe_testing.stack.core import SERVICE_NAMES, Stack, StackError
 
 
-def _exports(env: dict[str, str]) -> str:
+def exports(env: dict[str, str]) -> str:
     return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items()))
 
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             env = stack.up(names)
-            print(_exports(env))
+            print(exports(env))
             print(
                 f'# stack up in {stack.root}; load it with: eval "$(hack/stack env)"',
                 file=sys.stderr,
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "down":
             stack.down(names)
         elif args.command == "env":
-            print(_exports(stack.env(names)))
+            print(exports(stack.env(names)))
         else:
             report = stack.status()
             for name, state in report.items():

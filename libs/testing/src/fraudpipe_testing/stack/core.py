@@ -14,7 +14,7 @@ from pathlib import Path
 from fraudpipe_testing import toolchain
 from fraudpipe_testing.stack import network
 from fraudpipe_testing.stack.process import StackError, alive, stop
-from fraudpipe_testing.stack.services.base import Running, Service
+from fraudpipe_testing.stack.services.base import Running, Service, StopsItself
 from fraudpipe_testing.stack.services.controlplane import ControlPlaneService
 from fraudpipe_testing.stack.services.kafka import KafkaService
 from fraudpipe_testing.stack.services.postgres import PostgresService
@@ -46,8 +46,14 @@ def default_root() -> Path:
 
 
 class Stack:
-    def __init__(self, root: Path | None = None) -> None:
+    """The services of one root folder. The local stack uses SERVICES; hack/cluster uses the
+    same machinery with its single-node cluster as the only service."""
+
+    def __init__(
+        self, root: Path | None = None, services: dict[str, Service] | None = None
+    ) -> None:
         self.root = root or default_root()
+        self.services = services or SERVICES
         self.state_file = self.root / "stack.json"
 
     # -- state ------------------------------------------------------------------------------
@@ -72,9 +78,9 @@ class Stack:
             yield
 
     # -- operations -------------------------------------------------------------------------
-    def up(self, names: Iterable[str] = SERVICE_NAMES) -> dict[str, str]:
+    def up(self, names: Iterable[str] | None = None) -> dict[str, str]:
         """Start each named service unless it already runs healthy; returns the settings."""
-        wanted = _validated(names)
+        wanted = self._validated(names)
         with self._locked():
             state = self._load()
             for name in wanted:
@@ -86,12 +92,12 @@ class Stack:
                 workdir = self.root / name
                 shutil.rmtree(workdir, ignore_errors=True)
                 workdir.mkdir(parents=True)
-                state[name] = SERVICES[name].start(workdir)
+                state[name] = self.services[name].start(workdir)
                 self._save(state)
             return self._env(state, wanted)
 
-    def down(self, names: Iterable[str] = SERVICE_NAMES) -> None:
-        wanted = _validated(names)
+    def down(self, names: Iterable[str] | None = None) -> None:
+        wanted = self._validated(names)
         with self._locked():
             state = self._load()
             for name in reversed(wanted):
@@ -102,7 +108,7 @@ class Stack:
     def status(self) -> dict[str, str]:
         state = self._load()
         report = {}
-        for name in SERVICE_NAMES:
+        for name in self.services:
             running = state.get(name)
             if running is None:
                 report[name] = "stopped"
@@ -112,11 +118,12 @@ class Stack:
                 report[name] = "healthy" if self._is_healthy(running) else "unhealthy"
         return report
 
-    def env(self, names: Iterable[str] = SERVICE_NAMES) -> dict[str, str]:
+    def env(self, names: Iterable[str] | None = None) -> dict[str, str]:
         state = self._load()
-        if not any(name in state for name in _validated(names)):
-            raise StackError(f"no stack is running in {self.root}; start one with: hack/stack up")
-        return self._env(state, _validated(names))
+        wanted = self._validated(names)
+        if not any(name in state for name in wanted):
+            raise StackError(f"nothing is running in {self.root}; start it with `up`")
+        return self._env(state, wanted)
 
     # -- helpers ----------------------------------------------------------------------------
     def _env(self, state: dict[str, Running], names: list[str]) -> dict[str, str]:
@@ -138,21 +145,25 @@ class Stack:
         if not all(alive(pid) for pid in running.pids):
             return False
         try:
-            return SERVICES[running.name].healthy(running)
+            return self.services[running.name].healthy(running)
         except Exception:  # a health probe that errors means unhealthy, nothing more
             return False
 
-    @staticmethod
-    def _stop(running: Running) -> None:
+    def _stop(self, running: Running) -> None:
+        service: object = self.services.get(running.name)
+        if isinstance(service, StopsItself):
+            service.stop(running)
+            return
         for pid in reversed(running.pids):
             stop(pid)
         if "workdir" in running.extra:
             network.release_unreachable(Path(running.extra["workdir"]))
 
-
-def _validated(names: Iterable[str]) -> list[str]:
-    names = list(names)
-    unknown = [n for n in names if n not in SERVICES]
-    if unknown:
-        raise StackError(f"unknown service(s) {unknown}; choose from {', '.join(SERVICE_NAMES)}")
-    return [n for n in SERVICE_NAMES if n in names]
+    def _validated(self, names: Iterable[str] | None) -> list[str]:
+        names = list(self.services) if names is None else list(names)
+        unknown = [n for n in names if n not in self.services]
+        if unknown:
+            raise StackError(
+                f"unknown service(s) {unknown}; choose from {', '.join(self.services)}"
+            )
+        return [n for n in self.services if n in names]

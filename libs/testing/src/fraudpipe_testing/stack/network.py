@@ -35,7 +35,7 @@ def has_unreachable(cidr: str) -> bool:
     )
 
 
-def _claim_file(owner: Path) -> Path:
+def claim_file(owner: Path) -> Path:
     return CLAIMS_DIR / hashlib.sha256(str(owner).encode()).hexdigest()[:16]
 
 
@@ -45,7 +45,7 @@ def claim_unreachable(owner: Path, cidrs: list[str], pid: int) -> bool:
     if not can_route():
         return False
     CLAIMS_DIR.mkdir(parents=True, exist_ok=True)
-    _claim_file(owner).write_text(json.dumps({"owner": str(owner), "pid": pid, "cidrs": cidrs}))
+    claim_file(owner).write_text(json.dumps({"owner": str(owner), "pid": pid, "cidrs": cidrs}))
     for cidr in cidrs:
         if not has_unreachable(cidr):
             _ip("route", "add", "unreachable", cidr)
@@ -56,7 +56,7 @@ def release_unreachable(owner: Path) -> None:
     """Drop this cluster's claim; remove each range's route once no live claim needs it."""
     if not can_route():
         return
-    mine = _claim_file(owner)
+    mine = claim_file(owner)
     released = json.loads(mine.read_text())["cidrs"] if mine.exists() else []
     mine.unlink(missing_ok=True)
     still_needed: set[str] = set()

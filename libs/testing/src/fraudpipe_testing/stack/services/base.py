@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from fraudpipe_testing.stack.process import Spawned
 
@@ -31,6 +31,14 @@ class Service(Protocol):
     def start(self, workdir: Path) -> Running: ...
 
     def healthy(self, running: Running) -> bool: ...
+
+
+@runtime_checkable
+class StopsItself(Protocol):
+    """A service whose teardown is more than stopping its processes in reverse order (mounts,
+    network devices, firewall rules): the stack hands `down` over to it."""
+
+    def stop(self, running: Running) -> None: ...
 
 
 def generated_password() -> str:

@@ -5,6 +5,7 @@ on them go Running and Ready without containers."""
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -56,126 +57,235 @@ def tls_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
+@dataclass
+class ControlPlane:
+    """A started control plane: what another component needs to join it."""
+
+    workdir: Path
+    ca: CertificateAuthority
+    server: str
+    admin: Path
+    procs: list[Spawned]
+    routes_managed: bool
+
+    def kubeconfig(self, user: str, common_name: str, organization: str | None = None) -> Path:
+        """A client certificate from the cluster's CA, and a kubeconfig that presents it."""
+        pair = self.ca.issue(user, common_name, organization=organization)
+        return write_kubeconfig(
+            self.workdir / f"{user}.kubeconfig", self.server, self.ca.pair.cert, pair, user
+        )
+
+    def extra(self) -> dict[str, object]:
+        """What `Running.extra` keeps so that health checks and `down` find the cluster."""
+        pki = self.ca.pair.cert.parent
+        return {
+            "server": self.server,
+            "routes_managed": self.routes_managed,
+            "workdir": str(self.workdir),
+            "ca": str(self.ca.pair.cert),
+            "admin_cert": str(pki / "admin.crt"),
+            "admin_key": str(pki / "admin.key"),
+        }
+
+    def context(self) -> ssl.SSLContext:
+        pki = self.ca.pair.cert.parent
+        return tls_context(self.ca.pair.cert, pki / "admin.crt", pki / "admin.key")
+
+    def post(self, path: str, body: dict[str, object]) -> None:
+        _post(self.server, path, body, self.context())
+
+
+def start_control_plane(
+    workdir: Path, procs: list[Spawned], *, kubelet_access: bool = False
+) -> ControlPlane:
+    """etcd, kube-apiserver, kube-controller-manager and kube-scheduler, each appended to
+    `procs` as soon as it runs (so a caller's cleanup stops them when a later step fails).
+    With `kubelet_access`, the API server gets a client certificate for kubelets (logs,
+    exec) and checks their serving certificates against the cluster's CA."""
+    pki_dir = workdir / "pki"
+    ca = CertificateAuthority(pki_dir)
+    sa = service_account_keys(pki_dir)
+    etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
+    server = f"https://127.0.0.1:{api_port}"
+    serving = ca.issue(
+        "apiserver",
+        "kube-apiserver",
+        server=True,
+        dns=(
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ),
+        ips=("127.0.0.1", "10.96.0.1"),
+    )
+    plane = ControlPlane(workdir, ca, server, workdir / "admin.kubeconfig", procs, False)
+    plane.kubeconfig("admin", "fraudpipe-admin", "system:masters")
+    controller_manager = plane.kubeconfig("controller-manager", "system:kube-controller-manager")
+    scheduler = plane.kubeconfig("scheduler", "system:kube-scheduler")
+    kubelet_flags: list[str] = []
+    if kubelet_access:
+        # Authorised as a cluster admin by the kubelet's webhook, like kubeadm's
+        # apiserver-kubelet-client.
+        client = ca.issue(
+            "apiserver-kubelet-client", "kube-apiserver", organization="system:masters"
+        )
+        kubelet_flags = [
+            f"--kubelet-client-certificate={client.cert}",
+            f"--kubelet-client-key={client.key}",
+            f"--kubelet-certificate-authority={ca.pair.cert}",
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
+    procs.append(_etcd(workdir, etcd_port, etcd_peer))
+    # Before anything could hand out a Pod or Service address; the claim lives as long as
+    # this cluster's etcd.
+    plane.routes_managed = network.claim_unreachable(
+        workdir, [SERVICE_CIDR, POD_CIDR], procs[0].pid
+    )
+    procs.append(
+        spawn(
+            "kube-apiserver",
+            [
+                str(toolchain.find("kube-apiserver")),
+                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                f"--cert-dir={pki_dir}",
+                f"--tls-cert-file={serving.cert}",
+                f"--tls-private-key-file={serving.key}",
+                f"--client-ca-file={ca.pair.cert}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={sa.cert}",
+                f"--service-account-signing-key-file={sa.key}",
+                "--authorization-mode=Node,RBAC",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allow-privileged=true",
+                "--profiling=false",
+                # The `kubernetes` Service cannot point at a loopback address, and nothing in
+                # this cluster reaches the API through it.
+                "--endpoint-reconciler-type=none",
+                *kubelet_flags,
+            ],
+            workdir / "kube-apiserver.log",
+        )
+    )
+    context = plane.context()
+    wait_until(
+        lambda: _get(server, "/readyz", context) == "ok",
+        what="kube-apiserver",
+        proc=procs[-1],
+        timeout=120,
+        interval=0.5,
+    )
+    procs.append(
+        spawn(
+            "kube-controller-manager",
+            [
+                str(toolchain.find("kube-controller-manager")),
+                f"--kubeconfig={controller_manager}",
+                f"--authentication-kubeconfig={controller_manager}",
+                f"--authorization-kubeconfig={controller_manager}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                f"--cert-dir={pki_dir}",
+                f"--service-account-private-key-file={sa.key}",
+                f"--root-ca-file={ca.pair.cert}",
+                f"--cluster-signing-cert-file={ca.pair.cert}",
+                f"--cluster-signing-key-file={ca.pair.key}",
+                "--use-service-account-credentials=true",
+                "--leader-elect=false",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--profiling=false",
+            ],
+            workdir / "kube-controller-manager.log",
+        )
+    )
+    procs.append(
+        spawn(
+            "kube-scheduler",
+            [
+                str(toolchain.find("kube-scheduler")),
+                f"--kubeconfig={scheduler}",
+                f"--authentication-kubeconfig={scheduler}",
+                f"--authorization-kubeconfig={scheduler}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+                "--profiling=false",
+            ],
+            workdir / "kube-scheduler.log",
+        )
+    )
+    return plane
+
+
+def _etcd(workdir: Path, port: int, peer: int) -> Spawned:
+    client_url, peer_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{peer}"
+    proc = spawn(
+        "etcd",
+        [
+            str(toolchain.find("etcd")),
+            "--name=fraudpipe",
+            f"--data-dir={workdir / 'etcd'}",
+            f"--listen-client-urls={client_url}",
+            f"--advertise-client-urls={client_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=fraudpipe={peer_url}",
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+        ],
+        workdir / "etcd.log",
+    )
+    wait_until(
+        lambda: '"health":"true"' in httpx.get(f"{client_url}/health", timeout=2).text,
+        what="etcd",
+        proc=proc,
+        timeout=60,
+    )
+    return proc
+
+
+def stop_all(procs: list[Spawned], workdir: Path) -> None:
+    for proc in reversed(procs):
+        stop(proc.pid)
+    network.release_unreachable(workdir)
+
+
+def ready_nodes(running: Running) -> set[str] | None:
+    """Names of the Ready nodes, or None while the API server is not ready."""
+    context = tls_context(
+        Path(running.extra["ca"]),
+        Path(running.extra["admin_cert"]),
+        Path(running.extra["admin_key"]),
+    )
+    server = running.extra["server"]
+    if _get(server, "/readyz", context) != "ok":
+        return None
+    nodes = httpx.get(f"{server}/api/v1/nodes", verify=context, timeout=5).json()["items"]
+    return {
+        n["metadata"]["name"]
+        for n in nodes
+        for c in n.get("status", {}).get("conditions", [])
+        if c["type"] == "Ready" and c["status"] == "True"
+    }
+
+
 class ControlPlaneService:
     name = "controlplane"
 
     def start(self, workdir: Path) -> Running:
-        pki_dir = workdir / "pki"
-        ca = CertificateAuthority(pki_dir)
-        sa = service_account_keys(pki_dir)
-        etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
-        server = f"https://127.0.0.1:{api_port}"
-        serving = ca.issue(
-            "apiserver",
-            "kube-apiserver",
-            server=True,
-            dns=(
-                "localhost",
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-            ),
-            ips=("127.0.0.1", "10.96.0.1"),
-        )
-
-        def kubeconfig(user: str, common_name: str, organization: str | None = None) -> Path:
-            pair = ca.issue(user, common_name, organization=organization)
-            return write_kubeconfig(
-                workdir / f"{user}.kubeconfig", server, ca.pair.cert, pair, user
-            )
-
-        admin = kubeconfig("admin", "fraudpipe-admin", "system:masters")
-        controller_manager = kubeconfig("controller-manager", "system:kube-controller-manager")
-        scheduler = kubeconfig("scheduler", "system:kube-scheduler")
         procs: list[Spawned] = []
         try:
-            procs.append(self._etcd(workdir, etcd_port, etcd_peer))
-            # Before anything could hand out a Pod or Service address; the claim lives as
-            # long as this cluster's etcd.
-            routes = network.claim_unreachable(workdir, [SERVICE_CIDR, POD_CIDR], procs[0].pid)
-            procs.append(
-                spawn(
-                    "kube-apiserver",
-                    [
-                        str(toolchain.find("kube-apiserver")),
-                        f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                        "--bind-address=127.0.0.1",
-                        "--advertise-address=127.0.0.1",
-                        f"--secure-port={api_port}",
-                        f"--cert-dir={pki_dir}",
-                        f"--tls-cert-file={serving.cert}",
-                        f"--tls-private-key-file={serving.key}",
-                        f"--client-ca-file={ca.pair.cert}",
-                        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                        f"--service-account-key-file={sa.cert}",
-                        f"--service-account-signing-key-file={sa.key}",
-                        "--authorization-mode=Node,RBAC",
-                        f"--service-cluster-ip-range={SERVICE_CIDR}",
-                        "--allow-privileged=true",
-                        "--profiling=false",
-                        # The `kubernetes` Service cannot point at a loopback address, and
-                        # nothing in this cluster reaches the API through it.
-                        "--endpoint-reconciler-type=none",
-                    ],
-                    workdir / "kube-apiserver.log",
-                )
-            )
-            context = tls_context(
-                ca.pair.cert, ca.pair.cert.parent / "admin.crt", ca.pair.cert.parent / "admin.key"
-            )
-            wait_until(
-                lambda: _get(server, "/readyz", context) == "ok",
-                what="kube-apiserver",
-                proc=procs[-1],
-                timeout=120,
-                interval=0.5,
-            )
-            procs.append(
-                spawn(
-                    "kube-controller-manager",
-                    [
-                        str(toolchain.find("kube-controller-manager")),
-                        f"--kubeconfig={controller_manager}",
-                        f"--authentication-kubeconfig={controller_manager}",
-                        f"--authorization-kubeconfig={controller_manager}",
-                        "--bind-address=127.0.0.1",
-                        f"--secure-port={free_port()}",
-                        f"--cert-dir={pki_dir}",
-                        f"--service-account-private-key-file={sa.key}",
-                        f"--root-ca-file={ca.pair.cert}",
-                        f"--cluster-signing-cert-file={ca.pair.cert}",
-                        f"--cluster-signing-key-file={ca.pair.key}",
-                        "--use-service-account-credentials=true",
-                        "--leader-elect=false",
-                        f"--service-cluster-ip-range={SERVICE_CIDR}",
-                        "--profiling=false",
-                    ],
-                    workdir / "kube-controller-manager.log",
-                )
-            )
-            procs.append(
-                spawn(
-                    "kube-scheduler",
-                    [
-                        str(toolchain.find("kube-scheduler")),
-                        f"--kubeconfig={scheduler}",
-                        f"--authentication-kubeconfig={scheduler}",
-                        f"--authorization-kubeconfig={scheduler}",
-                        "--bind-address=127.0.0.1",
-                        f"--secure-port={free_port()}",
-                        "--leader-elect=false",
-                        "--profiling=false",
-                    ],
-                    workdir / "kube-scheduler.log",
-                )
-            )
+            plane = start_control_plane(workdir, procs)
             procs.append(
                 spawn(
                     "kwok",
                     [
                         str(toolchain.find("kwok")),
-                        f"--kubeconfig={admin}",
+                        f"--kubeconfig={plane.admin}",
                         f"--config={toolchain.kwok_stages()}",
                         f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
                         f"--cidr={POD_CIDR}",
@@ -186,81 +296,31 @@ class ControlPlaneService:
                 )
             )
             for node in FAKE_NODES:
-                _post(server, "/api/v1/nodes", fake_node(node), context)
+                plane.post("/api/v1/nodes", fake_node(node))
             running = Running.of(
-                self.name,
-                procs,
-                {"KUBECONFIG": str(admin)},
-                server=server,
-                routes_managed=routes,
-                workdir=str(workdir),
-                ca=str(ca.pair.cert),
-                admin_cert=str(ca.pair.cert.parent / "admin.crt"),
-                admin_key=str(ca.pair.cert.parent / "admin.key"),
+                self.name, procs, {"KUBECONFIG": str(plane.admin)}, **plane.extra()
             )
             wait_until(
-                lambda: _any_exited(procs) is not None or self.healthy(running),
+                lambda: any_exited(procs) is not None or self.healthy(running),
                 what="control plane (nodes Ready)",
                 timeout=120,
                 interval=0.5,
             )
-            if dead := _any_exited(procs):
+            if dead := any_exited(procs):
                 raise StackError(
                     f"control plane: {dead.name} exited. Log {dead.log}:\n{log_tail(dead.log)}"
                 )
             return running
         except BaseException:
-            for proc in reversed(procs):
-                stop(proc.pid)
-            network.release_unreachable(workdir)
+            stop_all(procs, workdir)
             raise
 
-    def _etcd(self, workdir: Path, port: int, peer: int) -> Spawned:
-        client_url, peer_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{peer}"
-        proc = spawn(
-            "etcd",
-            [
-                str(toolchain.find("etcd")),
-                "--name=fraudpipe",
-                f"--data-dir={workdir / 'etcd'}",
-                f"--listen-client-urls={client_url}",
-                f"--advertise-client-urls={client_url}",
-                f"--listen-peer-urls={peer_url}",
-                f"--initial-advertise-peer-urls={peer_url}",
-                f"--initial-cluster=fraudpipe={peer_url}",
-                "--unsafe-no-fsync=true",
-                "--log-level=warn",
-            ],
-            workdir / "etcd.log",
-        )
-        wait_until(
-            lambda: '"health":"true"' in httpx.get(f"{client_url}/health", timeout=2).text,
-            what="etcd",
-            proc=proc,
-            timeout=60,
-        )
-        return proc
-
     def healthy(self, running: Running) -> bool:
-        context = tls_context(
-            Path(running.extra["ca"]),
-            Path(running.extra["admin_cert"]),
-            Path(running.extra["admin_key"]),
-        )
-        server = running.extra["server"]
-        if _get(server, "/readyz", context) != "ok":
-            return False
-        nodes = httpx.get(f"{server}/api/v1/nodes", verify=context, timeout=5).json()["items"]
-        ready = {
-            n["metadata"]["name"]
-            for n in nodes
-            for c in n.get("status", {}).get("conditions", [])
-            if c["type"] == "Ready" and c["status"] == "True"
-        }
-        return set(FAKE_NODES) <= ready
+        ready = ready_nodes(running)
+        return ready is not None and set(FAKE_NODES) <= ready
 
 
-def _any_exited(procs: list[Spawned]) -> Spawned | None:
+def any_exited(procs: list[Spawned]) -> Spawned | None:
     return next((p for p in procs if not alive(p.pid)), None)
 
 

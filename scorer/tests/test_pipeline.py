@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 
 from fraudpipe_common.contracts.decisions import Decision, Verdict
 from fraudpipe_common.contracts.dlq import Rejection
+from fraudpipe_common.features import OnlineFeatureStore
 
 from .harness import (
     ScorerProcess,
@@ -195,13 +196,9 @@ async def test_kill9_mid_stream_then_restart_decides_every_transaction_exactly_o
     cache = aioredis.Redis.from_url(env["REDIS_URL"])
     try:
         users = sorted(per_user)[:500]
-        pipe = cache.pipeline(transaction=False)
-        for user in users:
-            pipe.hget(f"{env['REDIS_KEY_PREFIX']}u:{{{user}}}:st", "n")
-        counts = await pipe.execute()
+        store = OnlineFeatureStore(cache, prefix=env["REDIS_KEY_PREFIX"])
+        counted = await store.counted(users)
     finally:
         await cache.aclose()
-    assert {u: int(c) for u, c in zip(users, counts, strict=True)} == {
-        u: per_user[u] for u in users
-    }
+    assert counted == {u: per_user[u] for u in users}
     assert second.terminate() == 0

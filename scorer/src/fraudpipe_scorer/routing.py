@@ -26,6 +26,10 @@ class Routing:
     weight: int = 0
     shadow: bool = False
 
+    def to_candidate(self, user_id: str) -> bool:
+        """Does the candidate's decision act for this user?"""
+        return not self.shadow and self.weight > 0 and bucket(user_id) < self.weight
+
 
 class Router:
     def __init__(self, *, has_candidate: bool, weight: int = 0, shadow: bool = False) -> None:
@@ -49,9 +53,8 @@ class Router:
         return self._state
 
     def to_candidate(self, user_id: str) -> bool:
-        """Does the candidate's decision act for this user?"""
-        state = self._state
-        return not state.shadow and state.weight > 0 and bucket(user_id) < state.weight
+        """Does the candidate's decision act for this user (at the current weight)?"""
+        return self._state.to_candidate(user_id)
 
     @property
     def shadow(self) -> bool:

@@ -13,6 +13,7 @@ so no unsaved work is ever committed. A rebalance waits for the batches in fligh
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -24,7 +25,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from redis.asyncio import Redis
 
-from fraudpipe_common.contracts.decisions import Decision, Track
+from fraudpipe_common.contracts.decisions import DecisionRecord
 from fraudpipe_common.contracts.dlq import Rejection
 from fraudpipe_common.features import OnlineFeatureStore
 from fraudpipe_common.kafka import KafkaSettings, TopicSettings
@@ -33,7 +34,7 @@ from fraudpipe_scorer.config import RuleSettings, ScorerSettings
 from fraudpipe_scorer.http import build_app, serve
 from fraudpipe_scorer.metrics import ScorerMetrics
 from fraudpipe_scorer.routing import Router
-from fraudpipe_scorer.scoring import BatchResult, BatchScorer, DecodedBatch, Record
+from fraudpipe_scorer.scoring import BatchResult, BatchScorer, DecodedBatch, Matrix, Record
 from fraudpipe_scorer.sinks import (
     AlertStore,
     DecisionCache,
@@ -258,13 +259,18 @@ class Scorer:
         if task is not None:
             await task
 
-    async def _complete(self, batch: DecodedBatch, stateful: list[tuple[float, ...]]) -> None:
+    async def _complete(self, batch: DecodedBatch, stateful: Matrix) -> None:
         """Decide, save to Redis and Postgres (idempotent writes), then hand the batch to its
         Kafka transactions once the previous batch's have committed."""
         parts = self._parts
         assert parts is not None
         m = self.metrics
-        result = parts.scorer.finish(batch, stateful)
+        scorer = parts.scorer
+        matrix = scorer.matrix(batch, stateful)
+        # ONNX Runtime releases the GIL: the previous batch's Kafka transactions and the next
+        # batch's fetch go on meanwhile.
+        scores = await asyncio.to_thread(scorer.infer, batch, matrix)
+        result = scorer.finish(batch, matrix, scores)
         for stage, seconds in result.stage_seconds.items():
             m.stage.labels(stage).observe(seconds)
 
@@ -315,13 +321,22 @@ class Scorer:
         m.stage.labels("kafka_commit").observe(time.perf_counter() - started)
 
         now = time.time()
+        # Counted per label set first: a labelled child is looked up once per batch, not once
+        # per decision.
+        verdicts: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        scores: dict[tuple[str, str], list[float]] = {}
+        observe_latency = m.end_to_end.observe
         for _, d, _ in prepared.acting:
-            m.end_to_end.observe(max(now - d.event_ts.timestamp(), 0.0))
-            m.decisions.labels(d.decision.value, d.model_digest, d.track.value).inc()
-            m.scores.labels(d.model_digest, d.track.value).observe(d.score)
-        for _, d, _ in prepared.shadow:
-            m.decisions.labels(d.decision.value, d.model_digest, Track.SHADOW.value).inc()
-            m.scores.labels(d.model_digest, Track.SHADOW.value).observe(d.score)
+            observe_latency(max(now - d.event_ts.timestamp(), 0.0))
+        for _, d, _ in (*prepared.acting, *prepared.shadow):
+            verdicts[(d.decision.value, d.model_digest, d.track.value)] += 1
+            scores.setdefault((d.model_digest, d.track.value), []).append(d.score)
+        for verdict_labels, count in verdicts.items():
+            m.decisions.labels(*verdict_labels).inc(count)
+        for score_labels, values in scores.items():
+            observe_score = m.scores.labels(*score_labels).observe
+            for value in values:
+                observe_score(value)
         for _, rejection in prepared.result.rejections:
             m.dlq.labels(rejection.code).inc()
         for tp, w in prepared.per_partition.items():
@@ -370,14 +385,14 @@ class _Pending:
     """A decoded batch whose features call is in flight."""
 
     batch: DecodedBatch
-    features: asyncio.Task[list[tuple[float, ...]]]
+    features: asyncio.Task[Matrix]
 
 
 @dataclass
 class _Prepared:
     result: BatchResult
-    acting: list[tuple[Record, Decision, bytes]]
-    shadow: list[tuple[Record, Decision, bytes]]
+    acting: list[tuple[Record, DecisionRecord, bytes]]
+    shadow: list[tuple[Record, DecisionRecord, bytes]]
     per_partition: dict[TopicPartition, _PartitionWork]
 
 

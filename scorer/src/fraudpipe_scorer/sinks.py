@@ -13,40 +13,48 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced, TransactionalIdAuthorizationFailed
+from aiokafka.producer.message_accumulator import BatchBuilder
 from redis.asyncio import Redis
 
-from fraudpipe_common.contracts.decisions import Decision, Verdict
+from fraudpipe_common.contracts.decisions import DecisionRecord, Verdict
 from fraudpipe_common.contracts.dlq import Rejection
 from fraudpipe_common.contracts.transactions import SCHEMA_HEADER
 from fraudpipe_common.kafka import KafkaSettings
+from fraudpipe_common.partitioning import partitions
 from fraudpipe_scorer.scoring import Record
 
 log = logging.getLogger(__name__)
 
 
+# One command for the whole batch: a pipeline of SETs costs the client several microseconds a
+# command to build, the script's arguments a fraction of that.
+_SET_ALL = """
+for i, key in ipairs(KEYS) do redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1]) end
+"""
+
+
 class DecisionCache:
-    """`<prefix>decision:<tx_id>` → the decision JSON, with a TTL, one pipelined round trip."""
+    """`<prefix>decision:<tx_id>` → the decision JSON, with a TTL, one round trip per batch."""
 
     def __init__(self, redis: Redis, prefix: str, ttl_s: int) -> None:
-        self._redis = redis
+        self._set_all = redis.register_script(_SET_ALL)
         self._prefix = prefix + "decision:"
         self._ttl_s = ttl_s
 
     def key(self, tx_id: str) -> str:
         return self._prefix + tx_id
 
-    async def write(self, decisions: Sequence[tuple[Decision, bytes]]) -> None:
+    async def write(self, decisions: Sequence[tuple[DecisionRecord, bytes]]) -> None:
         if not decisions:
             return
-        pipe = self._redis.pipeline(transaction=False)
-        for decision, payload in decisions:
-            pipe.set(self.key(decision.tx_id), payload, ex=self._ttl_s)
-        await pipe.execute()
+        keys = [self._prefix + decision.tx_id for decision, _ in decisions]
+        await self._set_all(keys=keys, args=[self._ttl_s, *(p for _, p in decisions)])
 
 
 _INSERT_ALERTS = """
@@ -64,7 +72,7 @@ class AlertStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def write(self, decisions: Sequence[Decision]) -> None:
+    async def write(self, decisions: Sequence[DecisionRecord]) -> None:
         alerts = [d for d in decisions if d.decision is not Verdict.APPROVE]
         if not alerts:
             return
@@ -86,6 +94,9 @@ class AlertStore:
                 column.append(value)
         async with self._pool.acquire() as conn:
             await conn.execute(_INSERT_ALERTS, *columns)
+
+
+_DECISION_HEADERS = [(SCHEMA_HEADER, b"decisions.v1")]
 
 
 class ProducerFencedError(RuntimeError):
@@ -157,16 +168,7 @@ class PartitionTransactions:
         producer = await self.open(tp)
         try:
             async with producer.transaction():
-                futures = []
-                for tx_id, payload in decisions:
-                    futures.append(
-                        await producer.send(
-                            self._decisions_topic,
-                            payload,
-                            key=tx_id.encode(),
-                            headers=[(SCHEMA_HEADER, b"decisions.v1")],
-                        )
-                    )
+                futures = await self._send_decisions(producer, decisions)
                 for record, rejection in rejections:
                     futures.append(
                         await producer.send(
@@ -190,3 +192,34 @@ class PartitionTransactions:
                     f"partition {tp.topic}[{tp.partition}] was taken over by another scorer"
                 ) from exc
             raise
+
+    async def _send_decisions(
+        self, producer: AIOKafkaProducer, decisions: Sequence[tuple[str, bytes]]
+    ) -> list[asyncio.Future[Any]]:
+        """Decisions keyed by tx_id, written straight into one record batch per output
+        partition: `send()` per message costs a future and a queue round per record, which at
+        thousands a second is most of the producer's time. The partition is the one `send()`
+        would pick (murmur2 of the key, like the Java client)."""
+        topic = self._decisions_topic
+        count = len(await producer.partitions_for(topic))
+        keys = [tx_id.encode() for tx_id, _ in decisions]
+        builders: dict[int, BatchBuilder] = {}
+        futures: list[asyncio.Future[Any]] = []
+        for (tx_id, payload), key, partition in zip(
+            decisions, keys, partitions(keys, count), strict=True
+        ):
+            builder = builders.get(partition)
+            if builder is None:
+                builder = builders[partition] = producer.create_batch()
+            if builder.append(key=key, value=payload, timestamp=None, headers=_DECISION_HEADERS):
+                continue
+            # Full: send it and start the next one.
+            futures.append(await producer.send_batch(builder, topic, partition=partition))
+            builder = builders[partition] = producer.create_batch()
+            if not builder.append(
+                key=key, value=payload, timestamp=None, headers=_DECISION_HEADERS
+            ):
+                raise ValueError(f"decision {tx_id} does not fit in an empty record batch")
+        for partition, builder in builders.items():
+            futures.append(await producer.send_batch(builder, topic, partition=partition))
+        return futures

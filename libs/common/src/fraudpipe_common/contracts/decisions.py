@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
+from typing import NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,3 +58,42 @@ class Decision(BaseModel):
     @classmethod
     def from_json(cls, data: bytes) -> Decision:
         return cls.model_validate_json(data)
+
+
+class DecisionRecord(NamedTuple):
+    """A decision as the scorer's hot path carries it: the fields of `Decision`, built from
+    values the scorer computed itself and so not validated again, and written as the very
+    bytes `Decision.to_json` writes (tests hold the two equal). Building and encoding one costs
+    about a quarter of the pydantic model's time, which matters at thousands a second."""
+
+    tx_id: str
+    user_id: str
+    decision: Verdict
+    score: float
+    model_digest: str
+    track: Track
+    reasons: list[Reason]
+    features: dict[str, float]
+    event_ts: dt.datetime  # timezone-aware, UTC
+    decided_ts: dt.datetime  # timezone-aware, UTC
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "tx_id": self.tx_id,
+                "user_id": self.user_id,
+                "decision": self.decision,
+                "score": self.score,
+                "model_digest": self.model_digest,
+                "track": self.track,
+                "reasons": [{"code": r.code, "detail": r.detail} for r in self.reasons],
+                "features": self.features,
+                "event_ts": self.event_ts,
+                "decided_ts": self.decided_ts,
+            },
+            option=orjson.OPT_UTC_Z,
+        )
+
+    def to_model(self) -> Decision:
+        """The validated contract object (checks what the hot path skips)."""
+        return Decision.model_validate(self._asdict())

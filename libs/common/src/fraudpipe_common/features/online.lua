@@ -5,7 +5,18 @@
 -- ARGV[1] key prefix   ARGV[2] "1" = dry run (compute only, write nothing)
 -- ARGV[3] user-state TTL seconds   ARGV[4] per-transaction record TTL seconds
 -- ARGV[5] JSON array of [tx_id, user_id, ts, amount_units, log_amount, country, device, merchant]
--- Returns one string per transaction: the stateful values, "%.17g" each, comma-separated.
+-- Returns one string: each transaction's stateful values as little-endian doubles, in order
+-- (exact, and decoded by numpy in one step).
+--
+-- Cost is what bounds the scorer, so Redis is touched as little as possible: one MGET for the
+-- batch's replay records, one MGET for its users' states, then one SET per user and one per
+-- new transaction. A user's whole state is one MessagePack value (doubles kept exactly),
+-- decoded once per batch however many of the user's transactions the batch holds.
+--
+-- User state: {n, mean, m2, last_ts (or false), countries = {country: count},
+--              devices = {device: 1}, merchants = {merchant: 1},
+--              events = {ts, units, country, device, ts, ...} (the last 24 h in arrival order,
+--                        flat: one table to decode, not one per event)}
 
 local prefix = ARGV[1]
 local dry = ARGV[2] == '1'
@@ -15,8 +26,7 @@ local txs = cjson.decode(ARGV[5])
 
 local DAY, WINDOWS = 86400, {60, 3600, 86400}
 local SCALE, NO_PREVIOUS, FLOOR, CLIP = 10000, 1e6, 0.1, 20
-
-local function fmt(x) return string.format('%.17g', x) end
+local PACKED = '<' .. string.rep('d', 15)  -- the 15 stateful features, STATEFUL_FEATURES order
 
 -- Byte-wise string order (Lua's < follows the C locale's collation, which may differ).
 local function bytes_less(a, b)
@@ -28,24 +38,52 @@ local function bytes_less(a, b)
   return la < lb
 end
 
-local out = {}
+-- MGET in slices: unpack() of thousands of arguments would overflow Lua's C stack.
+local function mget(keys)
+  local values = {}
+  for first = 1, #keys, 1000 do
+    local last = math.min(first + 999, #keys)
+    local part = redis.call('MGET', unpack(keys, first, last))
+    for j = 1, #part do values[first + j - 1] = part[j] end
+  end
+  return values
+end
+
+local function user_key(user) return prefix .. 'u:{' .. user .. '}' end
+
+local function fresh_state()
+  return {n = 0, mean = 0, m2 = 0, last_ts = false,
+          countries = {}, devices = {}, merchants = {}, events = {}}
+end
+
+-- The batch's replay records and users, each fetched once.
+local record_keys, users, user_keys = {}, {}, {}
+for i, t in ipairs(txs) do
+  record_keys[i] = prefix .. 'tx:' .. t[1]
+  if users[t[2]] == nil then
+    users[t[2]] = false
+    user_keys[#user_keys + 1] = t[2]
+  end
+end
+local known = mget(record_keys)
+local blobs = {}
+for j, user in ipairs(user_keys) do blobs[j] = user_key(user) end
+blobs = mget(blobs)
+for j, user in ipairs(user_keys) do
+  local blob = blobs[j]
+  users[user] = blob and cmsgpack.unpack(blob) or fresh_state()
+end
+
+local out, done, touched = {}, {}, {}
 for i, t in ipairs(txs) do
   local tx_id, user, ts, units, x = t[1], t[2], t[3], t[4], t[5]
   local country, device, merchant = t[6], t[7], t[8]
-  local record_key = prefix .. 'tx:' .. tx_id
-  local known = redis.call('GET', record_key)
-  if known then
-    out[i] = known
+  local previous = known[i] or done[tx_id]
+  if previous then
+    out[i] = previous
   else
-    local base = prefix .. 'u:{' .. user .. '}:'
-    local st_key, ev_key = base .. 'st', base .. 'ev'
-    local ctry_key, dev_key, mer_key = base .. 'ctry', base .. 'dev', base .. 'mer'
-
-    local st = redis.call('HMGET', st_key, 'n', 'mean', 'm2', 'last_ts')
-    local n = tonumber(st[1]) or 0
-    local mean = tonumber(st[2]) or 0
-    local m2 = tonumber(st[3]) or 0
-    local last_ts = tonumber(st[4])
+    local s = users[user]
+    local n, mean, m2, last_ts = s.n, s.mean, s.m2, s.last_ts
 
     local z = 0
     if n >= 2 then
@@ -55,44 +93,38 @@ for i, t in ipairs(txs) do
     local since = NO_PREVIOUS
     if last_ts then since = math.max(ts - last_ts, 0) end
 
-    local counts = redis.call('HGETALL', ctry_key)
     local home, best = nil, -1
-    for j = 1, #counts, 2 do
-      local c, k = counts[j], tonumber(counts[j + 1])
+    for c, k in pairs(s.countries) do
       if k > best or (k == best and bytes_less(c, home)) then home, best = c, k end
     end
     local mismatch = 0
     if home and country ~= home then mismatch = 1 end
-    local new_country = redis.call('HEXISTS', ctry_key, country) == 0 and 1 or 0
-    local new_device = redis.call('SISMEMBER', dev_key, device) == 0 and 1 or 0
-    local new_merchant = redis.call('SISMEMBER', mer_key, merchant) == 0 and 1 or 0
+    local new_country = s.countries[country] == nil and 1 or 0
+    local new_device = s.devices[device] == nil and 1 or 0
+    local new_merchant = s.merchants[merchant] == nil and 1 or 0
 
-    -- The day's events (before this one), plus this one.
+    -- The day's events up to this one's time (an earlier arrival may carry a later ts), plus
+    -- this one.
     local cutoff = ts - DAY
-    local day = redis.call('ZRANGEBYSCORE', ev_key, '(' .. fmt(cutoff), fmt(ts), 'WITHSCORES')
-    local ev_ts, ev_units, countries, devices = {ts}, {units}, {[country] = true}, {[device] = true}
-    for j = 1, #day, 2 do
-      local event = cjson.decode(day[j])  -- [tx_id, units, country, device]
-      ev_ts[#ev_ts + 1] = tonumber(day[j + 1])
-      ev_units[#ev_units + 1] = event[2]
-      countries[event[3]] = true
-      devices[event[4]] = true
-    end
     local values = {n, z, since}
-    local sums = {}
-    for w = 1, #WINDOWS do
-      local lower = ts - WINDOWS[w]
-      local count, total = 0, 0
-      for j = 1, #ev_ts do
-        if ev_ts[j] > lower then
-          count = count + 1
-          total = total + ev_units[j]
+    local counts, sums = {1, 1, 1}, {units, units, units}
+    local countries, devices = {[country] = true}, {[device] = true}
+    local events = s.events
+    for e = 1, #events, 4 do
+      local ets = events[e]
+      if ets > cutoff and ets <= ts then
+        for w = 1, #WINDOWS do
+          if ets > ts - WINDOWS[w] then
+            counts[w] = counts[w] + 1
+            sums[w] = sums[w] + events[e + 1]
+          end
         end
+        countries[events[e + 2]] = true
+        devices[events[e + 3]] = true
       end
-      values[#values + 1] = count
-      sums[w] = total / SCALE
     end
-    for w = 1, #sums do values[#values + 1] = sums[w] end
+    for w = 1, #WINDOWS do values[#values + 1] = counts[w] end
+    for w = 1, #WINDOWS do values[#values + 1] = sums[w] / SCALE end
     local n_countries, n_devices = 0, 0
     for _ in pairs(countries) do n_countries = n_countries + 1 end
     for _ in pairs(devices) do n_devices = n_devices + 1 end
@@ -103,28 +135,34 @@ for i, t in ipairs(txs) do
     values[#values + 1] = new_country
     values[#values + 1] = mismatch
 
-    local parts = {}
-    for j = 1, #values do parts[j] = fmt(values[j]) end
-    local result = table.concat(parts, ',')
+    local result = struct.pack(PACKED, unpack(values))
     out[i] = result
 
     if not dry then
-      local member = cjson.encode({tx_id, units, country, device})
-      redis.call('ZADD', ev_key, fmt(ts), member)
-      redis.call('ZREMRANGEBYSCORE', ev_key, '-inf', fmt(cutoff))
+      done[tx_id] = result
+      local kept, k = {}, 0
+      for e = 1, #events, 4 do
+        if events[e] > cutoff then
+          kept[k + 1], kept[k + 2], kept[k + 3], kept[k + 4] =
+            events[e], events[e + 1], events[e + 2], events[e + 3]
+          k = k + 4
+        end
+      end
+      kept[k + 1], kept[k + 2], kept[k + 3], kept[k + 4] = ts, units, country, device
+      s.events = kept
       local n1 = n + 1
       local delta = x - mean
       local mean1 = mean + delta / n1
-      local m2_1 = m2 + delta * (x - mean1)
-      redis.call('HSET', st_key, 'n', n1, 'mean', fmt(mean1), 'm2', fmt(m2_1), 'last_ts', fmt(ts))
-      redis.call('HINCRBY', ctry_key, country, 1)
-      redis.call('SADD', dev_key, device)
-      redis.call('SADD', mer_key, merchant)
-      for _, key in ipairs({st_key, ev_key, ctry_key, dev_key, mer_key}) do
-        redis.call('EXPIRE', key, user_ttl)
-      end
-      redis.call('SET', record_key, result, 'EX', tx_ttl)
+      s.n, s.mean, s.m2, s.last_ts = n1, mean1, m2 + delta * (x - mean1), ts
+      s.countries[country] = (s.countries[country] or 0) + 1
+      s.devices[device] = 1
+      s.merchants[merchant] = 1
+      touched[user] = true
+      redis.call('SET', record_keys[i], result, 'EX', tx_ttl)
     end
   end
 end
-return out
+for user in pairs(touched) do
+  redis.call('SET', user_key(user), cmsgpack.pack(users[user]), 'EX', user_ttl)
+end
+return table.concat(out)

@@ -1,0 +1,299 @@
+"""The container images of hack/images: built, non-root, and working on a read-only root.
+
+Each image is run by runc the way a kubelet runs it under the restricted Pod Security Standard
+(read-only root filesystem, the image's numeric non-root user, no capabilities), with only the
+writable mounts the operator's pods give it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from images_harness import (
+    HACK_IMAGES,
+    Volume,
+    image_config,
+    image_ref,
+    image_user,
+    run_image,
+    run_to_completion,
+    wait_for,
+)
+
+pytestmark = [
+    pytest.mark.images,
+    pytest.mark.skipif(os.geteuid() != 0, reason="buildah and runc need root here"),
+]
+
+SERVICES = {
+    "operator": "fraudpipe-operator",
+    "scorer": "fraudpipe-scorer",
+    "api": "fraudpipe-api",
+    "producer": "fraudpipe-produce",
+}
+STATEFUL = ["kafka", "postgres", "redis", "registry"]
+# The uid each image runs as: the services as the operator's pods expect (APP_UID, the chart),
+# the stateful ones as their official images do.
+EXPECTED_UID = {
+    **dict.fromkeys(SERVICES, 10001),
+    "kafka": 1000,
+    "postgres": 999,
+    "redis": 999,
+    "registry": 1000,
+}
+
+
+@pytest.fixture(scope="session")
+def built_images() -> None:
+    """Every image, built once per session (a no-op when nothing they are made of changed)."""
+    subprocess.run([str(HACK_IMAGES), "build", "all"], check=True, timeout=3600)
+
+
+@pytest.fixture
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Under /tmp, not the test's own tmp_path: the container users must traverse it.
+    path = tmp_path_factory.mktemp("images")
+    os.chmod(path, 0o755)  # noqa: S103  (a test folder; the users of the images must enter it)
+    return path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.usefixtures("built_images")
+@pytest.mark.parametrize("name", [*SERVICES, *STATEFUL])
+def test_image_runs_as_its_numeric_non_root_user(name: str, workdir: Path) -> None:
+    ref = image_ref(name)
+    uid, gid = image_user(image_config(ref))
+    assert (uid, gid) == (EXPECTED_UID[name], EXPECTED_UID[name])
+    code, output = run_to_completion(
+        ref, workdir, command=["/bin/sh", "-c", "id -u; id -g; touch /probe || echo read-only"]
+    )
+    assert code == 0, output
+    # stdout and stderr come through separate pipes: compare lines, not their order.
+    numbers = [line for line in output.splitlines() if line.isdigit()]
+    assert numbers == [str(uid), str(gid)], output
+    assert "Read-only file system" in output, output
+
+
+@pytest.mark.usefixtures("built_images")
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_console_script_answers_help_on_a_read_only_root(name: str, workdir: Path) -> None:
+    # No writable mount at all, not even /tmp: importing the service must write nothing.
+    code, output = run_to_completion(image_ref(name), workdir, args=["--help"])
+    assert code == 0, output
+    assert f"usage: {SERVICES[name]}" in output
+
+
+@pytest.mark.usefixtures("built_images")
+def test_service_images_hold_only_the_runtime_venv(workdir: Path) -> None:
+    code, output = run_to_completion(
+        image_ref("scorer"),
+        workdir,
+        command=[
+            "/bin/sh",
+            "-c",
+            "test ! -e /opt/uv && test ! -e /src && readlink -f /app/.venv/bin/python"
+            " && python -c 'import fraudpipe_scorer; print(fraudpipe_scorer.__file__)'",
+        ],
+    )
+    assert code == 0, output
+    assert "/app/.venv/lib/python3.11/site-packages/fraudpipe_scorer/" in output
+
+
+@pytest.mark.usefixtures("built_images")
+def test_postgres_initialises_an_empty_data_dir_from_the_environment(workdir: Path) -> None:
+    import asyncpg
+
+    password, port = secrets.token_hex(12), free_port()
+    env = {
+        "POSTGRES_USER": "fraudpipe",
+        "POSTGRES_PASSWORD": password,
+        "POSTGRES_DB": "fraudpipe",
+        "PGDATA": "/var/lib/postgresql/data/pgdata",
+    }
+    volumes = [
+        Volume("/var/lib/postgresql/data", workdir / "pgdata"),
+        Volume("/var/run/postgresql"),
+        Volume("/tmp"),
+    ]
+    # Loopback only: the container shares the host's network.
+    args = ["postgres", "-c", "listen_addresses=127.0.0.1", "-p", str(port)]
+
+    async def query(sql: str, pw: str = password) -> object:
+        conn = await asyncpg.connect(
+            host="127.0.0.1", port=port, user="fraudpipe", password=pw, database="fraudpipe"
+        )
+        try:
+            return await conn.fetchval(sql)
+        finally:
+            await conn.close()
+
+    ref = image_ref("postgres")
+    with run_image(ref, workdir, args=args, env=env, volumes=volumes) as pg:
+        user = wait_for(lambda: asyncio.run(query("SELECT current_user")), "postgres", pg, 90)
+        assert user == "fraudpipe"
+        asyncio.run(query("CREATE TABLE kept AS SELECT 42 AS n"))
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            asyncio.run(query("SELECT 1", pw="wrong"))
+        ready = subprocess.run(
+            ["runc", "exec", pg.id, "pg_isready", "-U", "fraudpipe", "-d", "fraudpipe",
+             "-p", str(port)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert ready.returncode == 0, ready.stdout + ready.stderr
+        assert "initialising" in pg.output()
+
+    # A restart on the same data keeps it and initialises nothing.
+    with run_image(ref, workdir, args=args, env=env, volumes=volumes) as pg:
+        kept = wait_for(lambda: asyncio.run(query("SELECT n FROM kept")), "postgres", pg, 90)
+        assert kept == 42
+        assert "initialising" not in pg.output()
+
+
+@pytest.mark.usefixtures("built_images")
+def test_postgres_refuses_to_initialise_without_a_password(workdir: Path) -> None:
+    code, output = run_to_completion(
+        image_ref("postgres"),
+        workdir,
+        volumes=[
+            Volume("/var/lib/postgresql/data", workdir / "pgdata"),
+            Volume("/var/run/postgresql"),
+        ],
+    )
+    assert code != 0
+    assert "POSTGRES_PASSWORD is not set" in output
+
+
+@pytest.mark.usefixtures("built_images")
+def test_redis_answers_ping_with_the_password_from_its_arguments(workdir: Path) -> None:
+    import redis
+
+    password, port = secrets.token_hex(12), free_port()
+    # The operator's arguments, and a loopback-only bind since the network is the host's.
+    args = ["--requirepass", password, "--dir", "/data", "--appendonly", "yes",
+            "--port", str(port), "--bind", "127.0.0.1"]  # fmt: skip
+    volumes = [Volume("/data", workdir / "redis"), Volume("/tmp")]
+    with run_image(image_ref("redis"), workdir, args=args, volumes=volumes) as server:
+        client = redis.Redis(host="127.0.0.1", port=port, password=password)
+        assert wait_for(client.ping, "redis", server, 30) is True
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.1", port=port, password="wrong").ping()
+        client.close()
+
+
+@pytest.mark.usefixtures("built_images")
+def test_kafka_starts_a_single_kraft_node_and_creates_a_topic(workdir: Path) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    port, controller = free_port(), free_port()
+    env = {
+        "KAFKA_NODE_ID": "1",
+        "KAFKA_PROCESS_ROLES": "broker,controller",
+        "KAFKA_LISTENERS": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+        "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://127.0.0.1:{port}",
+        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS": f"1@127.0.0.1:{controller}",
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+        "KAFKA_LOG_DIRS": "/var/lib/kafka/data",
+        "KAFKA_HEAP_OPTS": "-Xmx384M",
+    }
+    volumes = [Volume("/var/lib/kafka/data", workdir / "kafka"), Volume("/tmp")]
+
+    async def create_and_list() -> set[str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}", request_timeout_ms=5000)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic("transactions.v1", 3, 1)])
+            return set(await admin.list_topics())
+        finally:
+            await admin.close()
+
+    with run_image(image_ref("kafka"), workdir, env=env, volumes=volumes) as broker:
+        topics = wait_for(lambda: asyncio.run(create_and_list()), "kafka", broker, 120)
+        assert "transactions.v1" in topics
+        # The environment became server.properties (log.dirs from KAFKA_LOG_DIRS).
+        config = subprocess.run(
+            ["runc", "exec", broker.id, "cat", "/tmp/kafka-config/server.properties"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert "log.dirs=/var/lib/kafka/data" in config
+        assert "controller.quorum.voters=1@127.0.0.1:" in config
+
+
+@pytest.mark.usefixtures("built_images")
+def test_registry_serves_the_distribution_api(workdir: Path) -> None:
+    port = free_port()
+    volumes = [Volume("/var/lib/registry", workdir / "registry")]
+    env = {"REGISTRY_HTTP_ADDR": f"127.0.0.1:{port}"}
+    with run_image(image_ref("registry"), workdir, env=env, volumes=volumes) as registry:
+
+        def v2() -> httpx.Response | None:
+            response = httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=2)
+            return response if response.status_code == 200 else None
+
+        response = wait_for(v2, "registry", registry, 30)
+        assert response.headers["docker-distribution-api-version"] == "registry/2.0"
+
+
+def test_hack_images_names_each_image_under_localhost_fraudpipe() -> None:
+    refs = {name: image_ref(name) for name in [*SERVICES, *STATEFUL]}
+    assert refs["scorer"] == "localhost/fraudpipe/scorer:dev"
+    assert all(ref.startswith("localhost/fraudpipe/") for ref in refs.values())
+    tagged = subprocess.run(
+        [str(HACK_IMAGES), "ref", "api"],
+        env={**os.environ, "FRAUDPIPE_IMAGE_TAG": "abc123"},
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    assert tagged == "localhost/fraudpipe/api:abc123"
+
+
+def test_service_dockerfiles_pin_the_provisioned_uv() -> None:
+    versions = dict(
+        line.split("=", 1)
+        for line in (HACK_IMAGES.parent / "versions.env").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    for name in SERVICES:
+        dockerfile = (HACK_IMAGES.parents[1] / name / "Dockerfile").read_text()
+        assert f"ARG UV_VERSION={versions['UV_VERSION']}\n" in dockerfile, name
+        assert "ARG BASE_IMAGE=python:3.11-slim\n" in dockerfile, name
+        assert f"uv sync --frozen --no-dev --no-editable --package fraudpipe-{name}" in dockerfile
+
+
+@pytest.mark.usefixtures("built_images")
+def test_export_writes_a_docker_archive_named_for_containerd(tmp_path: Path) -> None:
+    started = time.monotonic()
+    out = subprocess.run(
+        [str(HACK_IMAGES), "export", "redis"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    archive = Path(out)
+    assert archive.is_file()
+    assert archive.stat().st_size > 10_000_000
+    listing = subprocess.run(
+        ["tar", "-xOf", str(archive), "manifest.json"], check=True, capture_output=True, text=True
+    ).stdout
+    assert image_ref("redis") in listing
+    # A second export of an unchanged image reuses the archive.
+    again = time.monotonic()
+    subprocess.run([str(HACK_IMAGES), "export", "redis"], check=True, capture_output=True)
+    assert time.monotonic() - again < max(2.0, (again - started) / 2)

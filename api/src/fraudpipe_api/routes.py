@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from fraudpipe_api import queries
-from fraudpipe_api.durations import parse_duration
+from fraudpipe_api.durations import DURATION_PATTERN, parse_duration
 from fraudpipe_api.errors import ApiError, dependency, invalid, not_found
 from fraudpipe_api.prom import decision_counts
 from fraudpipe_api.schemas import (
@@ -201,6 +201,7 @@ async def get_decision(
         str,
         Query(
             max_length=32,
+            pattern=DURATION_PATTERN,
             description="Long-poll up to this long (e.g. 5s, 500ms; at most LONG_POLL_MAX_S).",
         ),
     ] = "0s",
@@ -326,7 +327,9 @@ async def score(request: Request, tx: Transaction, _key: Any = WriteKey) -> Resp
 async def stats(
     request: Request,
     _key: Any = ReadKey,
-    window: Annotated[str, Query(max_length=32, description="e.g. 15m, 1h, 7d")] = "1h",
+    window: Annotated[
+        str, Query(max_length=32, pattern=DURATION_PATTERN, description="e.g. 15m, 1h, 7d")
+    ] = "1h",
 ) -> Response:
     """Counts by decision, alert rate, precision from feedback, top users by alerts."""
     state = _state(request)
@@ -369,7 +372,9 @@ async def stats(
 async def models(
     request: Request,
     _key: Any = ReadKey,
-    window: Annotated[str, Query(max_length=32, description="e.g. 15m, 1h, 7d")] = "1h",
+    window: Annotated[
+        str, Query(max_length=32, pattern=DURATION_PATTERN, description="e.g. 15m, 1h, 7d")
+    ] = "1h",
 ) -> Response:
     """The models that decided in the window, their traffic share and alert share."""
     state = _state(request)

@@ -12,7 +12,7 @@ RUN := $(UV) run --frozen --quiet
 
 PYTHON_SOURCES := libs operator scorer api producer model k8s-tests bench
 
-.PHONY: help provision sync lint format typecheck imports unit test stack-up stack-down demo clean
+.PHONY: help provision sync lint format typecheck imports unit test images stack-up stack-down demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ unit: sync ## the tests marked as needing no service (a quick loop; `make test` 
 test: provision lint typecheck imports ## everything: static checks, then all tests on real services
 	@rc=0; $(RUN) pytest || rc=$$?; \
 	if [[ $$rc -eq 5 ]]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
+
+images: ## build the container images with buildah (hack/images; cached by content)
+	hack/images build all
 
 stack-up: provision ## start the local stack and print its settings
 	hack/stack up

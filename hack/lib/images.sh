@@ -196,11 +196,17 @@ build_image() {
   local host_ca=/etc/ssl/certs/ca-certificates.crt
   [[ -s $host_ca ]] && args+=("--volume=$host_ca:$host_ca:ro")
   log "$name: building $ref"
-  local started=$SECONDS
+  local started=$SECONDS previous
+  previous="$(image_id "$ref" || true)"
   nice buildah bud --quiet --isolation=chroot --layers --pull=never "${args[@]}" \
     --label "$CONTENT_KEY_LABEL=$key" -f "$dockerfile" -t "$ref" "$context" >"$IMAGES_CACHE/build-$name.log" 2>&1 \
     || { tail -n 30 "$IMAGES_CACHE/build-$name.log" >&2; die "image $name" "buildah bud -f ${dockerfile#"$REPO_ROOT/"} (log: $IMAGES_CACHE/build-$name.log)" "read the build log above; a failed package download can be retried"; }
   if [[ $name == kafka ]]; then rm -rf "$context"; fi
+  # The image this build replaced is untagged now; drop it unless something is built on it, so
+  # that an edit-build loop does not fill the disk (the cached build-stage layers stay).
+  if [[ -n "$previous" && "$previous" != "$(image_id "$ref")" ]]; then
+    buildah rmi "$previous" >/dev/null 2>&1 || true
+  fi
   log "$name: built $ref in $((SECONDS - started))s"
 }
 

@@ -218,3 +218,35 @@ def k8s_namespace(kube_client: object) -> Iterator[str]:
     )
     yield name
     core.delete_namespace(name, propagation_policy="Background")
+
+
+# -- A real node (hack/cluster) ---------------------------------------------------------------
+@dataclass(frozen=True)
+class NodeCluster:
+    """A single-node cluster with real pods. `stack` is set when this session started it (and
+    so may stop it); a cluster loaded from `hack/cluster env` is never stopped by tests."""
+
+    kubeconfig: str
+    stack: Stack | None
+
+
+@pytest.fixture(scope="session")
+def node_cluster() -> Iterator[NodeCluster]:
+    """The cluster of `hack/cluster` when FRAUDPIPE_NODE_KUBECONFIG is set; otherwise one
+    started for the session in a scratch folder (root only) and stopped at its end."""
+    if kubeconfig := os.environ.get("FRAUDPIPE_NODE_KUBECONFIG"):
+        yield NodeCluster(kubeconfig, None)
+        return
+    if os.geteuid() != 0:
+        pytest.skip("a real node needs root (containerd, bridge, iptables); run as root")
+    from fraudpipe_testing.stack.cluster_cli import cluster
+
+    root = Path(tempfile.mkdtemp(prefix="fraudpipe-test-cluster-", dir="/tmp"))
+    stack = cluster(root)
+    try:
+        env = stack.up()
+        yield NodeCluster(env["KUBECONFIG"], stack)
+    finally:
+        stack.down()
+        if not os.environ.get("FRAUDPIPE_KEEP_STACK"):
+            shutil.rmtree(root, ignore_errors=True)

@@ -52,6 +52,16 @@ PROVISION_TARGET = {
     "docker-registry": "apt",
     "kcat": "apt",
     "java": "kafka",
+    "kubelet": "node",
+    "kube-proxy": "node",
+    "coredns": "node",
+    "local-path-provisioner": "node",
+    "pause": "node",
+    "containerd": "node",
+    "ctr": "node",
+    "runc": "node",
+    "iptables": "node",
+    "busybox": "node",
 }
 
 

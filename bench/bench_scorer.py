@@ -8,7 +8,7 @@
   naive     baseline: consume one, features for one (the same Redis script), score one with
             scikit-learn, write one (Redis, Postgres, Kafka), commit one; --naive-count messages
 
-    uv run python bench/bench_scorer.py [--count 200000] [--model DIR]
+    uv run python bench/bench_scorer.py [--count 1000000] [--model DIR]
 
 Uses KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and DATABASE_URL when set (`eval "$(hack/stack env)"`),
 otherwise starts them from the local stack in a scratch folder. Without --model it trains one
@@ -118,6 +118,12 @@ def ready(port: int) -> bool:
         return False
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -141,15 +147,17 @@ def run_drain(
         if proc.poll() is not None:
             raise SystemExit(f"scorer exited, see {log}")
         time.sleep(0.1)
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), cpu_seconds(proc.pid)
     while metric(port, "fraudpipe_scorer_decisions_total") < count:
         time.sleep(0.1)
     seconds = time.perf_counter() - started
+    cpu = cpu_seconds(proc.pid) - cpu_before
     batches = metric(port, "fraudpipe_scorer_batch_size_messages_count")
     print(f"  mean batch {count / batches:.0f} messages; ms per batch {stage_means_ms(port)}")
     return proc, {
         "seconds": seconds,
         "tx_per_s": count / seconds,
+        "scorer_cpu_us_per_tx": cpu / count * 1e6,
         "peak_rss_mib": peak_rss_mib(proc.pid),
     }
 
@@ -297,7 +305,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--count", type=int, default=200_000)
+    parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--naive-count", type=int, default=3_000)
     parser.add_argument("--rate", type=int, default=2_000)
     parser.add_argument("--seconds", type=float, default=20)
@@ -381,7 +389,8 @@ def main() -> None:
 
         proc, drain = run_drain(env, args.count, scratch / "scorer.log")
         print(
-            f"drain: {drain['tx_per_s']:,.0f} tx/s ({drain['seconds']:.1f} s), "
+            f"drain: {drain['tx_per_s']:,.0f} tx/s ({drain['seconds']:.1f} s, scorer CPU "
+            f"{drain['scorer_cpu_us_per_tx']:.0f} µs/tx), "
             f"peak RSS {drain['peak_rss_mib']:.0f} MiB",
             flush=True,
         )

@@ -4,6 +4,7 @@ alerts as the scorer writes them, and the scorer itself as a process."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime as dt
 import os
 import socket
@@ -132,4 +133,7 @@ async def insert_alerts(database_url: str, rows: Sequence[tuple[Any, ...]]) -> N
 
 
 def run(coro: Any) -> Any:
-    return asyncio.run(coro)
+    """Runs a coroutine to completion from synchronous code, in a thread of its own (the
+    caller's thread may already run a loop, e.g. Playwright's)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()

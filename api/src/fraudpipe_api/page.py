@@ -20,7 +20,6 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from fraudpipe_api import queries
 from fraudpipe_api.auth import Scope
 from fraudpipe_api.errors import ApiError, dependency
-from fraudpipe_api.schemas import NO_NUL, AlertVerdict
 from fraudpipe_api.security import authenticate
 from fraudpipe_api.state import AppState
 
@@ -61,26 +60,54 @@ def _render(name: str, **context: Any) -> str:
     return templates.get_template(name).render(**context)
 
 
+def _filters(
+    user_id: str | None, decision: str | None, min_score: str | None
+) -> tuple[str | None, str | None, float | None, str]:
+    """The form sends empty fields as empty strings: they mean "any". A bad value is shown on
+    the page rather than answered with JSON."""
+    problem = ""
+    user = user_id.strip() if user_id and user_id.strip() else None
+    if user is not None and (len(user) > 128 or "\x00" in user):
+        user, problem = None, "user: at most 128 characters"
+    verdict = decision if decision in ("FLAG", "BLOCK") else None
+    if decision and verdict is None:
+        problem = "decision: FLAG or BLOCK"
+    score = None
+    if min_score and min_score.strip():
+        try:
+            score = float(min_score)
+        except ValueError:
+            score = None
+        if score is None or not 0 <= score <= 1:
+            score, problem = None, "min score: a number from 0 to 1"
+    return user, verdict, score, problem
+
+
+RawFilter = Annotated[str | None, Query(max_length=256)]
+
+
 @router.get("/", response_class=HTMLResponse)
 async def index(
     request: Request,
-    user_id: Annotated[str | None, Query(max_length=128, pattern=NO_NUL)] = None,
-    decision: AlertVerdict | None = None,
-    min_score: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False)] = None,
+    user_id: RawFilter = None,
+    decision: RawFilter = None,
+    min_score: RawFilter = None,
 ) -> HTMLResponse:
     state: AppState = request.app.state.fraudpipe
     if request.headers.get("authorization"):
         authenticate(request, state, Scope.READ)
     elif not _can_read(request, state):
         return HTMLResponse(_render("login.html"), status_code=401)
-    rows = await _rows(state, user_id, decision, min_score)
+    user, verdict, score, problem = _filters(user_id, decision, min_score)
+    rows = await _rows(state, user, verdict, score)
     return HTMLResponse(
         _render(
             "index.html",
             rows=rows,
-            user_id=user_id or "",
-            decision=decision or "",
-            min_score="" if min_score is None else min_score,
+            user_id=user or "",
+            decision=verdict or "",
+            min_score="" if score is None else score,
+            problem=problem,
             rendered_at=dt.datetime.now(dt.UTC).strftime("%H:%M:%S UTC"),
         )
     )
@@ -94,12 +121,13 @@ async def stylesheet() -> Response:
 @router.get("/ui/alerts", response_class=HTMLResponse)
 async def rows_fragment(
     request: Request,
-    user_id: Annotated[str | None, Query(max_length=128, pattern=NO_NUL)] = None,
-    decision: AlertVerdict | None = None,
-    min_score: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False)] = None,
+    user_id: RawFilter = None,
+    decision: RawFilter = None,
+    min_score: RawFilter = None,
 ) -> HTMLResponse:
     state: AppState = request.app.state.fraudpipe
     if not _can_read(request, state):
         raise ApiError(401, "unauthorized", "sign in on the page first")
-    rows = await _rows(state, user_id, decision, min_score)
+    user, verdict, score, _ = _filters(user_id, decision, min_score)
+    rows = await _rows(state, user, verdict, score)
     return HTMLResponse(_render("rows.html", rows=rows))

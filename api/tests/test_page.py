@@ -1,0 +1,111 @@
+"""The analyst page in headless Chromium (Debian's): sign in with a key, live alert list,
+filters, per-user drill-down, feedback buttons. Writes a screenshot (docs/ with
+FRAUDPIPE_UPDATE_SCREENSHOTS=1)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from pathlib import Path
+
+import asyncpg
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from .harness import READ_TOKEN, WRITE_TOKEN, ApiProcess, alert_row, insert_alerts, run
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.kafka]
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+async def _labels(database_url: str) -> list[tuple[str, str, str]]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT tx_id, label, analyst FROM feedback ORDER BY id")
+        return [(r["tx_id"], r["label"], r["analyst"]) for r in rows]
+    finally:
+        await conn.close()
+
+
+def _seed(database_url: str) -> None:
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        alert_row("tx-9f2c01", user_id="alice", decision="BLOCK", score=0.97, decided=now),
+        alert_row("tx-9f2c02", user_id="alice", decision="FLAG", score=0.41, decided=now),
+        alert_row("tx-51aa07", user_id="bob", decision="FLAG", score=0.36, decided=now),
+        alert_row("tx-77e310", user_id="carol", decision="BLOCK", score=0.88, decided=now),
+    ]
+    run(insert_alerts(database_url, rows))
+
+
+def _rows(page: Page) -> list[str]:
+    return [str(r.get_attribute("data-tx")) for r in page.locator("tbody#alerts tr[data-tx]").all()]
+
+
+def test_an_analyst_signs_in_filters_drills_down_and_labels(
+    api: ApiProcess, tmp_path: Path
+) -> None:
+    database_url = api.env["DATABASE_URL"]
+    _seed(database_url)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 640})
+        try:
+            response = page.goto(api.url + "/")
+            assert response is not None
+            assert response.status == 401  # reads are closed: the page asks for a key
+            page.fill("#key", READ_TOKEN)
+            page.click("button[type=submit]")
+            expect(page.locator("tbody#alerts tr[data-tx]")).to_have_count(4)
+
+            # Filter: BLOCK only.
+            page.select_option("select[name=decision]", "BLOCK")
+            page.click("#filters button[type=submit]")
+            expect(page.locator("tbody#alerts tr[data-tx]")).to_have_count(2)
+            assert set(_rows(page)) == {"tx-9f2c01", "tx-77e310"}
+
+            # Drill-down: click a user, see only theirs.
+            page.goto(api.url + "/")
+            page.locator("a.user", has_text="alice").first.click()
+            expect(page.locator("#drill")).to_have_text("alice")
+            assert set(_rows(page)) == {"tx-9f2c01", "tx-9f2c02"}
+
+            # Feedback with a read key is refused, with the reason shown.
+            page.fill("#analyst", "ann")
+            page.dispatch_event("#analyst", "change")
+            row = page.locator("tr[data-tx='tx-9f2c01']")
+            row.locator("button[data-label=fraud]").click()
+            expect(page.locator("#message")).to_contain_text("403")
+            # With the write key it is stored and shown.
+            page.fill("#key", WRITE_TOKEN)
+            page.dispatch_event("#key", "change")
+            row.locator("button[data-label=fraud]").click()
+            expect(row.locator("td.label")).to_have_text("fraud")
+            page.locator("tr[data-tx='tx-9f2c02'] button[data-label=legit]").click()
+            expect(page.locator("tr[data-tx='tx-9f2c02'] td.label")).to_have_text("legit")
+            assert run(_labels(database_url)) == [
+                ("tx-9f2c01", "fraud", "ann"),
+                ("tx-9f2c02", "legit", "ann"),
+            ]
+
+            # Live: a new alert appears without reloading.
+            page.goto(api.url + "/")
+            later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+            run(
+                insert_alerts(
+                    database_url,
+                    [alert_row("tx-c0ffee", user_id="dave", decision="BLOCK", decided=later)],
+                )
+            )
+            expect(page.locator("tr[data-tx='tx-c0ffee']")).to_have_count(1, timeout=12_000)
+            expect(page.locator("tr[data-tx='tx-9f2c01'] td.label")).to_have_text("fraud")
+
+            shot = tmp_path / "api-analyst-page.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+            if os.environ.get("FRAUDPIPE_UPDATE_SCREENSHOTS") == "1":
+                shutil.copy(shot, DOCS / "api-analyst-page.png")
+        finally:
+            browser.close()

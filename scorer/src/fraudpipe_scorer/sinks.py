@@ -139,6 +139,11 @@ class PartitionTransactions:
                 transactional_id=self.transactional_id(tp),
                 compression_type="lz4",
                 linger_ms=0,
+                # A partition's next transaction starts as soon as the last one committed, often
+                # before the broker wrote its markers: the broker answers "concurrent
+                # transactions" and the client waits this long to retry (KAFKA-5477). The
+                # default 100 ms would be most of the end-to-end latency.
+                retry_backoff_ms=10,
                 max_batch_size=1_048_576,
                 # Room for the largest message the DLQ must carry back (1 MiB value + headers).
                 max_request_size=2_097_152,

@@ -26,7 +26,11 @@ def default_root() -> Path:
 
 
 def cluster(root: Path | None = None) -> Stack:
-    return Stack(root or default_root(), services={"node": NodeClusterService()})
+    return Stack(
+        root or default_root(),
+        services={"node": NodeClusterService()},
+        root_variable="FRAUDPIPE_CLUSTER_DIR",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "import":
             stack.env()  # refuses when no cluster runs
             import_images(stack.root / "node", [Path(t) for t in args.tarballs])
+            print(f"imported {len(args.tarballs)} tarball(s) into {stack.root}", file=sys.stderr)
         else:
             state = stack.status()["node"]
             print(f"node          {state}")

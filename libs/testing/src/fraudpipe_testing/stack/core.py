@@ -50,10 +50,16 @@ class Stack:
     same machinery with its single-node cluster as the only service."""
 
     def __init__(
-        self, root: Path | None = None, services: dict[str, Service] | None = None
+        self,
+        root: Path | None = None,
+        services: dict[str, Service] | None = None,
+        root_variable: str = "FRAUDPIPE_STACK_DIR",
     ) -> None:
         self.root = root or default_root()
         self.services = services or SERVICES
+        # The variable that names this root in `env`: one per kind of stack, so that loading
+        # both hack/stack's and hack/cluster's settings keeps each one's folder.
+        self.root_variable = root_variable
         self.state_file = self.root / "stack.json"
 
     # -- state ------------------------------------------------------------------------------
@@ -127,7 +133,7 @@ class Stack:
 
     # -- helpers ----------------------------------------------------------------------------
     def _env(self, state: dict[str, Running], names: list[str]) -> dict[str, str]:
-        env = {"FRAUDPIPE_STACK_DIR": str(self.root)}
+        env = {self.root_variable: str(self.root)}
         for name in names:
             if name in state:
                 env.update(state[name].env)

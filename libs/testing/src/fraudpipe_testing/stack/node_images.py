@@ -61,7 +61,9 @@ def _parents(path: str) -> list[str]:
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def docker_archive(ref: str, layer: Layer, entrypoint: list[str], *, user: str = "") -> bytes:
+def docker_archive(
+    ref: str, layer: Layer, entrypoint: list[str], *, cmd: list[str] | None = None, user: str = ""
+) -> bytes:
     """A single-layer image as `docker save` writes it (manifest.json, config, layer)."""
     layer_tar = layer.tar()
     diff_id = "sha256:" + hashlib.sha256(layer_tar).hexdigest()
@@ -69,7 +71,12 @@ def docker_archive(ref: str, layer: Layer, entrypoint: list[str], *, user: str =
         "architecture": "amd64",
         "os": "linux",
         "created": "1970-01-01T00:00:00Z",
-        "config": {"Entrypoint": entrypoint, "Env": ["PATH=/bin:/usr/bin"], "User": user},
+        "config": {
+            "Entrypoint": entrypoint or None,
+            "Cmd": cmd,
+            "Env": ["PATH=/bin:/usr/bin"],
+            "User": user,
+        },
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "fraudpipe node_images"}],
     }
@@ -148,7 +155,8 @@ def busybox_image() -> bytes:
         symlinks=links,
         directories=("tmp",),
     )
-    return docker_archive(busybox_ref(), layer, ["/bin/sh"])
+    # Like the official busybox image: no entrypoint, so `command` or `args` run as given.
+    return docker_archive(busybox_ref(), layer, [], cmd=["sh"])
 
 
 def node_images() -> list[Path]:

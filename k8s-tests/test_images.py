@@ -33,6 +33,8 @@ from images_harness import (
 pytestmark = [
     pytest.mark.images,
     pytest.mark.skipif(os.geteuid() != 0, reason="buildah and runc need root here"),
+    # The first test also builds every image: minutes when cold (docs/development.md).
+    pytest.mark.timeout(3600),
 ]
 
 SERVICES = {
@@ -59,14 +61,6 @@ def built_images() -> None:
     subprocess.run([str(HACK_IMAGES), "build", "all"], check=True, timeout=3600)
 
 
-@pytest.fixture
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Under /tmp, not the test's own tmp_path: the container users must traverse it.
-    path = tmp_path_factory.mktemp("images")
-    os.chmod(path, 0o755)  # noqa: S103  (a test folder; the users of the images must enter it)
-    return path
-
-
 def free_port() -> int:
     import socket
 
@@ -78,12 +72,12 @@ def free_port() -> int:
 
 @pytest.mark.usefixtures("built_images")
 @pytest.mark.parametrize("name", [*SERVICES, *STATEFUL])
-def test_image_runs_as_its_numeric_non_root_user(name: str, workdir: Path) -> None:
+def test_image_runs_as_its_numeric_non_root_user(name: str, tmp_path: Path) -> None:
     ref = image_ref(name)
     uid, gid = image_user(image_config(ref))
     assert (uid, gid) == (EXPECTED_UID[name], EXPECTED_UID[name])
     code, output = run_to_completion(
-        ref, workdir, command=["/bin/sh", "-c", "id -u; id -g; touch /probe || echo read-only"]
+        ref, tmp_path, command=["/bin/sh", "-c", "id -u; id -g; touch /probe || echo read-only"]
     )
     assert code == 0, output
     # stdout and stderr come through separate pipes: compare lines, not their order.
@@ -94,31 +88,37 @@ def test_image_runs_as_its_numeric_non_root_user(name: str, workdir: Path) -> No
 
 @pytest.mark.usefixtures("built_images")
 @pytest.mark.parametrize("name", SERVICES)
-def test_service_console_script_answers_help_on_a_read_only_root(name: str, workdir: Path) -> None:
+def test_service_console_script_answers_help_on_a_read_only_root(name: str, tmp_path: Path) -> None:
     # No writable mount at all, not even /tmp: importing the service must write nothing.
-    code, output = run_to_completion(image_ref(name), workdir, args=["--help"])
+    code, output = run_to_completion(image_ref(name), tmp_path, args=["--help"])
     assert code == 0, output
     assert f"usage: {SERVICES[name]}" in output
 
 
 @pytest.mark.usefixtures("built_images")
-def test_service_images_hold_only_the_runtime_venv(workdir: Path) -> None:
+def test_service_images_hold_only_the_runtime_venv_with_its_package_data(tmp_path: Path) -> None:
+    # The migrate Job reads the SQL migrations and the scorer the Lua script from the installed
+    # (not editable) packages; neither uv nor the sources are shipped.
+    check = (
+        "from importlib import resources; import fraudpipe_scorer;"
+        " print(fraudpipe_scorer.__file__);"
+        " m = resources.files('fraudpipe_common.migrations');"
+        " print(sorted(f.name for f in m.iterdir() if f.name.endswith('.sql'))[0]);"
+        " print(resources.files('fraudpipe_common.features').joinpath('online.lua').is_file())"
+    )
     code, output = run_to_completion(
         image_ref("scorer"),
-        workdir,
-        command=[
-            "/bin/sh",
-            "-c",
-            "test ! -e /opt/uv && test ! -e /src && readlink -f /app/.venv/bin/python"
-            " && python -c 'import fraudpipe_scorer; print(fraudpipe_scorer.__file__)'",
-        ],
+        tmp_path,
+        command=["/bin/sh", "-c", f'test ! -e /opt/uv && test ! -e /src && python -c "{check}"'],
     )
     assert code == 0, output
     assert "/app/.venv/lib/python3.11/site-packages/fraudpipe_scorer/" in output
+    assert "0001_" in output
+    assert "True" in output
 
 
 @pytest.mark.usefixtures("built_images")
-def test_postgres_initialises_an_empty_data_dir_from_the_environment(workdir: Path) -> None:
+def test_postgres_initialises_an_empty_data_dir_from_the_environment(tmp_path: Path) -> None:
     import asyncpg
 
     password, port = secrets.token_hex(12), free_port()
@@ -129,7 +129,7 @@ def test_postgres_initialises_an_empty_data_dir_from_the_environment(workdir: Pa
         "PGDATA": "/var/lib/postgresql/data/pgdata",
     }
     volumes = [
-        Volume("/var/lib/postgresql/data", workdir / "pgdata"),
+        Volume("/var/lib/postgresql/data", tmp_path / "pgdata"),
         Volume("/var/run/postgresql"),
         Volume("/tmp"),
     ]
@@ -146,7 +146,7 @@ def test_postgres_initialises_an_empty_data_dir_from_the_environment(workdir: Pa
             await conn.close()
 
     ref = image_ref("postgres")
-    with run_image(ref, workdir, args=args, env=env, volumes=volumes) as pg:
+    with run_image(ref, tmp_path, args=args, env=env, volumes=volumes) as pg:
         user = wait_for(lambda: asyncio.run(query("SELECT current_user")), "postgres", pg, 90)
         assert user == "fraudpipe"
         asyncio.run(query("CREATE TABLE kept AS SELECT 42 AS n"))
@@ -161,19 +161,19 @@ def test_postgres_initialises_an_empty_data_dir_from_the_environment(workdir: Pa
         assert "initialising" in pg.output()
 
     # A restart on the same data keeps it and initialises nothing.
-    with run_image(ref, workdir, args=args, env=env, volumes=volumes) as pg:
+    with run_image(ref, tmp_path, args=args, env=env, volumes=volumes) as pg:
         kept = wait_for(lambda: asyncio.run(query("SELECT n FROM kept")), "postgres", pg, 90)
         assert kept == 42
         assert "initialising" not in pg.output()
 
 
 @pytest.mark.usefixtures("built_images")
-def test_postgres_refuses_to_initialise_without_a_password(workdir: Path) -> None:
+def test_postgres_refuses_to_initialise_without_a_password(tmp_path: Path) -> None:
     code, output = run_to_completion(
         image_ref("postgres"),
-        workdir,
+        tmp_path,
         volumes=[
-            Volume("/var/lib/postgresql/data", workdir / "pgdata"),
+            Volume("/var/lib/postgresql/data", tmp_path / "pgdata"),
             Volume("/var/run/postgresql"),
         ],
     )
@@ -182,15 +182,15 @@ def test_postgres_refuses_to_initialise_without_a_password(workdir: Path) -> Non
 
 
 @pytest.mark.usefixtures("built_images")
-def test_redis_answers_ping_with_the_password_from_its_arguments(workdir: Path) -> None:
+def test_redis_answers_ping_with_the_password_from_its_arguments(tmp_path: Path) -> None:
     import redis
 
     password, port = secrets.token_hex(12), free_port()
     # The operator's arguments, and a loopback-only bind since the network is the host's.
     args = ["--requirepass", password, "--dir", "/data", "--appendonly", "yes",
             "--port", str(port), "--bind", "127.0.0.1"]  # fmt: skip
-    volumes = [Volume("/data", workdir / "redis"), Volume("/tmp")]
-    with run_image(image_ref("redis"), workdir, args=args, volumes=volumes) as server:
+    volumes = [Volume("/data", tmp_path / "redis"), Volume("/tmp")]
+    with run_image(image_ref("redis"), tmp_path, args=args, volumes=volumes) as server:
         client = redis.Redis(host="127.0.0.1", port=port, password=password)
         assert wait_for(client.ping, "redis", server, 30) is True
         with pytest.raises(redis.AuthenticationError):
@@ -199,7 +199,7 @@ def test_redis_answers_ping_with_the_password_from_its_arguments(workdir: Path) 
 
 
 @pytest.mark.usefixtures("built_images")
-def test_kafka_starts_a_single_kraft_node_and_creates_a_topic(workdir: Path) -> None:
+def test_kafka_starts_a_single_kraft_node_and_creates_a_topic(tmp_path: Path) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     port, controller = free_port(), free_port()
@@ -217,7 +217,7 @@ def test_kafka_starts_a_single_kraft_node_and_creates_a_topic(workdir: Path) -> 
         "KAFKA_LOG_DIRS": "/var/lib/kafka/data",
         "KAFKA_HEAP_OPTS": "-Xmx384M",
     }
-    volumes = [Volume("/var/lib/kafka/data", workdir / "kafka"), Volume("/tmp")]
+    volumes = [Volume("/var/lib/kafka/data", tmp_path / "kafka"), Volume("/tmp")]
 
     async def create_and_list() -> set[str]:
         admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}", request_timeout_ms=5000)
@@ -228,7 +228,7 @@ def test_kafka_starts_a_single_kraft_node_and_creates_a_topic(workdir: Path) -> 
         finally:
             await admin.close()
 
-    with run_image(image_ref("kafka"), workdir, env=env, volumes=volumes) as broker:
+    with run_image(image_ref("kafka"), tmp_path, env=env, volumes=volumes) as broker:
         topics = wait_for(lambda: asyncio.run(create_and_list()), "kafka", broker, 120)
         assert "transactions.v1" in topics
         # The environment became server.properties (log.dirs from KAFKA_LOG_DIRS).
@@ -241,11 +241,11 @@ def test_kafka_starts_a_single_kraft_node_and_creates_a_topic(workdir: Path) -> 
 
 
 @pytest.mark.usefixtures("built_images")
-def test_registry_serves_the_distribution_api(workdir: Path) -> None:
+def test_registry_serves_the_distribution_api(tmp_path: Path) -> None:
     port = free_port()
-    volumes = [Volume("/var/lib/registry", workdir / "registry")]
+    volumes = [Volume("/var/lib/registry", tmp_path / "registry")]
     env = {"REGISTRY_HTTP_ADDR": f"127.0.0.1:{port}"}
-    with run_image(image_ref("registry"), workdir, env=env, volumes=volumes) as registry:
+    with run_image(image_ref("registry"), tmp_path, env=env, volumes=volumes) as registry:
 
         def v2() -> httpx.Response | None:
             response = httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=2)
@@ -281,7 +281,7 @@ def test_service_dockerfiles_pin_the_provisioned_uv() -> None:
 
 
 @pytest.mark.usefixtures("built_images")
-def test_export_writes_a_docker_archive_named_for_containerd(tmp_path: Path) -> None:
+def test_export_writes_a_docker_archive_named_for_containerd() -> None:
     started = time.monotonic()
     out = subprocess.run(
         [str(HACK_IMAGES), "export", "redis"], check=True, capture_output=True, text=True

@@ -2,10 +2,13 @@
 through the kubelet, a Service reached from another pod through kube-proxy's rules, cluster
 DNS, volumes that outlive their pod, and a `down` that leaves nothing on the host.
 
-The last test stops the cluster, so it stays last in this file."""
+The last test stops the cluster (and starts a fresh one for later users), so it stays last
+in this file."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,7 +19,13 @@ from kubernetes import client, config
 
 from fraudpipe_testing.plugin import NodeCluster
 from fraudpipe_testing.stack.node_images import busybox_ref
-from fraudpipe_testing.stack.services.node import NODE_NAME, STORAGE_CLASS, leftovers
+from fraudpipe_testing.stack.services.node import (
+    BRIDGE,
+    NODE_NAME,
+    STORAGE_CLASS,
+    egress_rule,
+    leftovers,
+)
 
 pytestmark = pytest.mark.k8s
 
@@ -244,13 +253,33 @@ def test_statefulset_pod_keeps_its_volume_across_deletion(
     assert f"found {token}" in core.read_namespaced_pod_log("keeper-0", namespace)
 
 
+def test_nothing_from_the_pod_network_is_forwarded_off_the_machine(
+    node_cluster: NodeCluster,
+) -> None:
+    """Checked on the host's tables, without sending anything anywhere."""
+    if os.geteuid() != 0:
+        pytest.skip("reading iptables needs root")
+    unreachable = subprocess.run(
+        ["ip", "route", "show", "type", "unreachable"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "10.96.0.0/16" in unreachable
+    assert "10.244.0.0/16" in unreachable
+    rule = subprocess.run(["iptables", *egress_rule("-C")], capture_output=True, check=False)
+    assert rule.returncode == 0, rule.stderr
+    nat = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    assert not [line for line in nat.splitlines() if "MASQUERADE" in line and BRIDGE in line]
+
+
 def test_cluster_down_leaves_nothing_on_the_host(node_cluster: NodeCluster) -> None:
     if node_cluster.stack is None:
         pytest.skip("the cluster came from `hack/cluster env`; tests never stop it")
     workdir = node_cluster.stack.root / "node"
     assert any(leftovers(workdir).values()), "a running cluster should show up in the probe"
     node_cluster.stack.down()
-    assert leftovers(workdir) == {
+    left = leftovers(workdir)
+    # Later users of the session's cluster get a fresh one.
+    node_cluster.stack.up()
+    assert left == {
         "processes": [],
         "mounts": [],
         "links": [],

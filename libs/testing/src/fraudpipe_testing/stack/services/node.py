@@ -371,7 +371,7 @@ def _bridge_up() -> None:
     _run("ip", "link", "set", BRIDGE, "up")
 
 
-def _egress_rule(action: str) -> list[str]:
+def egress_rule(action: str) -> list[str]:
     # mangle/FORWARD runs before the filter chains kube-proxy manages, so nothing they
     # accept can get past it.
     return [
@@ -525,7 +525,7 @@ class NodeClusterService:
         procs: list[Spawned] = []
         try:
             _bridge_up()
-            _run("iptables", *_egress_rule("-I"))
+            _run("iptables", *egress_rule("-I"))
             plane = start_control_plane(workdir, procs, kubelet_access=True)
             procs.append(self._containerd(workdir))
             import_images(workdir, node_images())

@@ -291,9 +291,8 @@ def test_export_writes_an_archive_containerd_imports_under_the_images_reference(
     )
     written = archive.stat().st_mtime_ns
     # Exporting an unchanged image again reuses the archive.
-    assert subprocess.run(export, check=True, capture_output=True, text=True).stdout.strip() == str(
-        archive
-    )
+    again = subprocess.run(export, check=True, capture_output=True, text=True).stdout.strip()
+    assert again == str(archive)
     assert archive.stat().st_mtime_ns == written
 
     containerd = shutil.which("containerd")

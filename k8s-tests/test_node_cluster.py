@@ -272,7 +272,7 @@ def test_nothing_from_the_pod_network_is_forwarded_off_the_machine(
 
 def test_cluster_down_leaves_nothing_on_the_host(node_cluster: NodeCluster) -> None:
     if node_cluster.stack is None:
-        pytest.skip("the cluster came from `hack/cluster env`; tests never stop it")
+        pytest.skip("the cluster is the one `hack/cluster` runs; tests never stop it")
     workdir = node_cluster.stack.root / "node"
     assert any(leftovers(workdir).values()), "a running cluster should show up in the probe"
     node_cluster.stack.down()

@@ -232,14 +232,21 @@ class NodeCluster:
 
 @pytest.fixture(scope="session")
 def node_cluster() -> Iterator[NodeCluster]:
-    """The cluster of `hack/cluster` when FRAUDPIPE_NODE_KUBECONFIG is set; otherwise one
-    started for the session in a scratch folder (root only) and stopped at its end."""
+    """The cluster of `hack/cluster` when FRAUDPIPE_NODE_KUBECONFIG is set or it runs;
+    otherwise one started for the session in a scratch folder (root only) and stopped at its
+    end."""
     if kubeconfig := os.environ.get("FRAUDPIPE_NODE_KUBECONFIG"):
         yield NodeCluster(kubeconfig, None)
         return
     if os.geteuid() != 0:
         pytest.skip("a real node needs root (containerd, bridge, iptables); run as root")
     from fraudpipe_testing.stack.cluster_cli import cluster
+
+    # One node cluster fits on a machine: a developer's running `hack/cluster` is used as is.
+    developers = cluster()
+    if developers.status()["node"] == "healthy":
+        yield NodeCluster(developers.env()["KUBECONFIG"], None)
+        return
 
     root = Path(tempfile.mkdtemp(prefix="fraudpipe-test-cluster-", dir="/tmp"))
     stack = cluster(root)

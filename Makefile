@@ -8,6 +8,8 @@ UV := $(FRAUDPIPE_CACHE)/bin/uv
 # with the rest of ours.
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR ?= $(FRAUDPIPE_CACHE)/uv-cache
+# onnxruntime 1.29+ uploads usage telemetry from Linux by default; nothing here may reach out.
+export ORT_DISABLE_TELEMETRY := 1
 RUN := $(UV) run --frozen --quiet
 
 PYTHON_SOURCES := libs operator scorer api producer model k8s-tests bench

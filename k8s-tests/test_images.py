@@ -94,6 +94,8 @@ def test_service_console_script_answers_help_on_a_read_only_root(name: str, tmp_
     code, output = run_to_completion(image_ref(name), tmp_path, args=["--help"])
     assert code == 0, output
     assert f"usage: {SERVICES[name]}" in output
+    # onnxruntime's telemetry is off (it would warn that it cannot persist a device id here).
+    assert "telemetry" not in output
 
 
 @pytest.mark.usefixtures("built_images")

@@ -131,7 +131,7 @@ build_debian() {
       "$IMAGES_DEBIAN_MIRROR" >"$IMAGES_CACHE/debootstrap.log" 2>&1 \
       || { rm -rf "$rootfs"; die debian "debootstrap $IMAGES_DEBIAN_SUITE" "check that $IMAGES_DEBIAN_MIRROR answers (IMAGES_DEBIAN_MIRROR in hack/versions.env); see $IMAGES_CACHE/debootstrap.log"; }
     trim_rootfs "$rootfs"
-    tar --numeric-owner --xattrs -C "$rootfs" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+    tar --numeric-owner --xattrs -C "$rootfs" -cf "$tarball.$$.tmp" . && mv "$tarball.$$.tmp" "$tarball"
     rm -rf "$rootfs"
   fi
   local ctr
@@ -237,9 +237,12 @@ export_image() {
   mkdir -p "$dir"
   local tarball="$dir/$name.tar"
   if [[ -s "$tarball" && "$(cat "$tarball.id" 2>/dev/null)" == "$id" ]]; then echo "$tarball"; return 0; fi
-  rm -f "$tarball"
-  buildah push --quiet "$ref" "docker-archive:$tarball:$ref" >/dev/null \
-    || die "image $name" "buildah push $ref docker-archive:$tarball" "check free disk space in $dir"
+  # Written aside and renamed, so a concurrent reader never sees half an archive.
+  local partial="$tarball.$$.tmp"
+  rm -f "$partial"
+  buildah push --quiet "$ref" "docker-archive:$partial:$ref" >/dev/null \
+    || { rm -f "$partial"; die "image $name" "buildah push $ref docker-archive:$tarball" "check free disk space in $dir"; }
+  mv "$partial" "$tarball"
   echo "$id" >"$tarball.id"
   echo "$tarball"
 }

@@ -181,6 +181,24 @@ def test_service_name_resolves_and_answers_inside_a_pod(
     assert page in log
 
 
+def test_pods_reach_the_api_server_through_the_kubernetes_service(
+    api: client.ApiClient, namespace: str
+) -> None:
+    # Plain HTTP to the API server's TLS port gets Go's own answer, which no other server
+    # gives: the Service leads to the real API server (busybox has no TLS client).
+    request = r"printf 'GET / HTTP/1.0\r\n\r\n'"
+    log = run_to_completion(
+        client.CoreV1Api(api),
+        namespace,
+        "in-cluster",
+        "echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT; for i in $(seq 30); do"
+        f" {request} | nc -w 2 $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT"
+        " | grep -q 'HTTPS server' && echo reached && exit 0; sleep 1; done; exit 1",
+    )
+    assert "10.96.0.1:443" in log
+    assert "reached" in log
+
+
 def test_statefulset_pod_keeps_its_volume_across_deletion(
     api: client.ApiClient, namespace: str
 ) -> None:

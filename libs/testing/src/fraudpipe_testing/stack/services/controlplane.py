@@ -96,17 +96,23 @@ class ControlPlane:
 
 
 def start_control_plane(
-    workdir: Path, procs: list[Spawned], *, kubelet_access: bool = False
+    workdir: Path,
+    procs: list[Spawned],
+    *,
+    kubelet_access: bool = False,
+    api_address: str = "127.0.0.1",
 ) -> ControlPlane:
     """etcd, kube-apiserver, kube-controller-manager and kube-scheduler, each appended to
     `procs` as soon as it runs (so a caller's cleanup stops them when a later step fails).
     With `kubelet_access`, the API server gets a client certificate for kubelets (logs,
-    exec) and checks their serving certificates against the cluster's CA."""
+    exec) and checks their serving certificates against the cluster's CA. The API server
+    listens on `api_address` only; on loopback the `kubernetes` Service gets no endpoints (it
+    cannot point at 127.0.0.1), on another local address pods reach the API through it."""
     pki_dir = workdir / "pki"
     ca = CertificateAuthority(pki_dir)
     sa = service_account_keys(pki_dir)
     etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
-    server = f"https://127.0.0.1:{api_port}"
+    server = f"https://{api_address}:{api_port}"
     serving = ca.issue(
         "apiserver",
         "kube-apiserver",
@@ -118,7 +124,7 @@ def start_control_plane(
             "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
         ),
-        ips=("127.0.0.1", "10.96.0.1"),
+        ips=tuple(dict.fromkeys(("127.0.0.1", api_address, "10.96.0.1"))),
     )
     plane = ControlPlane(workdir, ca, server, workdir / "admin.kubeconfig", procs, False)
     plane.kubeconfig("admin", "fraudpipe-admin", "system:masters")
@@ -149,8 +155,8 @@ def start_control_plane(
             [
                 str(toolchain.find("kube-apiserver")),
                 f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={api_address}",
+                f"--advertise-address={api_address}",
                 f"--secure-port={api_port}",
                 f"--cert-dir={pki_dir}",
                 f"--tls-cert-file={serving.cert}",
@@ -163,9 +169,7 @@ def start_control_plane(
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
                 "--profiling=false",
-                # The `kubernetes` Service cannot point at a loopback address, and nothing in
-                # this cluster reaches the API through it.
-                "--endpoint-reconciler-type=none",
+                *(["--endpoint-reconciler-type=none"] if api_address == "127.0.0.1" else []),
                 *kubelet_flags,
             ],
             workdir / "kube-apiserver.log",

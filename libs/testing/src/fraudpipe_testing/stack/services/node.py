@@ -526,7 +526,9 @@ class NodeClusterService:
         try:
             _bridge_up()
             _run("iptables", *egress_rule("-I"))
-            plane = start_control_plane(workdir, procs, kubelet_access=True)
+            # On the bridge's address, so pods reach the API through the `kubernetes` Service
+            # (operators run in the cluster); the host reaches it there too.
+            plane = start_control_plane(workdir, procs, kubelet_access=True, api_address=NODE_IP)
             procs.append(self._containerd(workdir))
             import_images(workdir, node_images())
             procs.append(self._kubelet(workdir, plane))

@@ -124,6 +124,35 @@ def test_pod_runs_a_real_container_whose_logs_are_readable(
     assert f"inet {pod_ip}/24" in log
 
 
+def test_pod_under_the_restricted_security_profile_runs(
+    api: client.ApiClient, namespace: str
+) -> None:
+    """What the chart's pods ask for: non-root, read-only root, no capabilities, no new
+    privileges, the runtime's default seccomp profile."""
+    core = client.CoreV1Api(api)
+    pod = busybox_pod("restricted", "id -u; grep Seccomp: /proc/self/status; touch /x || echo ro")
+    pod["spec"]["securityContext"] = {
+        "runAsNonRoot": True,
+        "runAsUser": 65534,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    pod["spec"]["containers"][0]["securityContext"] = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    core.create_namespaced_pod(namespace, pod)
+    wait_for(
+        lambda: core.read_namespaced_pod("restricted", namespace).status.phase == "Succeeded",
+        "restricted pod Succeeded",
+    )
+    log = core.read_namespaced_pod_log("restricted", namespace)
+    assert log.split()[0] == "65534"
+    assert "Seccomp:\t2" in log  # filter mode
+    assert "Read-only file system" in log
+    assert "ro" in log.split()
+
+
 @pytest.fixture
 def web_service(api: client.ApiClient, namespace: str) -> tuple[str, str]:
     """A busybox httpd behind a ClusterIP Service; returns (cluster IP, page content)."""

@@ -116,3 +116,10 @@ async def _readiness(clients: Clients) -> dict[str, bool]:
         probes["model"] = model
     results = await asyncio.gather(*(check(p) for p in probes.values()))
     return dict(zip(probes, results, strict=True))
+
+
+def from_environment() -> FastAPI:
+    """The application configured from the environment (each uvicorn worker builds its own)."""
+    from fraudpipe_api.config import load_settings
+
+    return create_app(*load_settings())

@@ -42,7 +42,7 @@ def _serve() -> int:
 
     try:
         settings, kafka, topics, rules = load_settings()
-        app = create_app(settings, kafka, topics, rules)
+        create_app(settings, kafka, topics, rules)  # fail here, once, on a bad configuration
     except pydantic.ValidationError as exc:
         print(f"fraudpipe-api: invalid configuration: {exc}", file=sys.stderr)
         return 2
@@ -53,7 +53,9 @@ def _serve() -> int:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     uvicorn.run(
-        app,
+        "fraudpipe_api.app:from_environment",
+        factory=True,
+        workers=settings.api_workers,
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),

@@ -27,6 +27,9 @@ class ApiSettings(BaseSettings):
         default=None,
         description="The same lines, comma-separated, for keys passed in the environment.",
     )
+    api_workers: int = Field(
+        default=1, ge=1, le=64, description="uvicorn worker processes (one per core at most)."
+    )
     api_open_reads: bool = Field(default=False, description="Serve reads without a key.")
     redis_url: str = Field(description="Redis: decision cache and online features.")
     database_url: str = Field(description="PostgreSQL: alerts and feedback.")

@@ -546,7 +546,6 @@ class NodeClusterService:
                 ip_forward_before=ip_forward_before,
                 names=[p.name for p in procs],
                 coredns_ready=coredns_ready,
-                busybox_image=busybox_ref(),
             )
             wait_until(
                 lambda: any_exited(procs) is not None or self.healthy(running),
@@ -589,16 +588,22 @@ class NodeClusterService:
         for name in ("local-path-provisioner", "coredns"):
             if name in by_name:
                 stop(by_name[name].pid)
+        # Nothing may recreate or place pods while they are being removed.
+        for name in ("kube-controller-manager", "kube-scheduler"):
+            if name in by_name:
+                stop(by_name[name].pid)
         kubelet = by_name.get("kubelet")
         if api is not None and kubelet is not None and alive(kubelet.pid):
             # The kubelet stops each pod's sandbox through the CRI, which tears its network
             # down through the CNI plugin: the clean way out for every pod.
             _delete_all_pods(api)
-            with contextlib.suppress(StackError):  # what is left is killed below
+            # A pod already terminating keeps its own grace period; after a few seconds, what
+            # is left is killed below instead.
+            with contextlib.suppress(StackError):
                 wait_until(
                     lambda: not _running_tasks(workdir),
                     what="pods stopped by the kubelet",
-                    timeout=60,
+                    timeout=8,
                     interval=0.5,
                 )
         for name in ("kube-proxy", "kubelet"):

@@ -50,7 +50,7 @@ def test_cluster_dns_serves_only_the_cluster_domain(tmp_path: Path) -> None:
     assert f"bind {NODE_IP}" in conf
     assert "kubernetes cluster.local" in conf
     assert "forward" not in conf
-    kinds = {body["kind"]: body for _, body in cluster_objects(tmp_path)}
+    kinds = {body["kind"]: body for _, body in cluster_objects(tmp_path, "busybox:test")}
     assert kinds["Service"]["spec"]["clusterIP"] == DNS_SERVICE_IP
     assert kinds["EndpointSlice"]["endpoints"][0]["addresses"] == [NODE_IP]
     annotations = kinds["StorageClass"]["metadata"]["annotations"]

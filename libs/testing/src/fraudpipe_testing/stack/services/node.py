@@ -231,16 +231,14 @@ def local_path_config(volumes: Path) -> dict[str, Any]:
     return {"nodePathMap": [{"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES", "paths": [str(volumes)]}]}
 
 
-def helper_pod() -> dict[str, Any]:
+def helper_pod(image: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "helper-pod"},
         "spec": {
             "priorityClassName": "system-node-critical",
-            "containers": [
-                {"name": "helper-pod", "image": busybox_ref(), "imagePullPolicy": "Never"}
-            ],
+            "containers": [{"name": "helper-pod", "image": image, "imagePullPolicy": "Never"}],
         },
     }
 
@@ -249,7 +247,7 @@ SETUP_SCRIPT = '#!/bin/sh\nset -eu\nmkdir -m 0777 -p "$VOL_DIR"\n'
 TEARDOWN_SCRIPT = '#!/bin/sh\nset -eu\nrm -rf "$VOL_DIR"\n'
 
 
-def cluster_objects(volumes: Path) -> list[tuple[str, dict[str, Any]]]:
+def cluster_objects(volumes: Path, helper_image: str) -> list[tuple[str, dict[str, Any]]]:
     """(API path, object) to create once the API answers: the DNS Service and its endpoint
     on the host, the provisioner's namespace and scripts, the default StorageClass."""
     dns_ports = [
@@ -306,7 +304,7 @@ def cluster_objects(volumes: Path) -> list[tuple[str, dict[str, Any]]]:
                     "config.json": json.dumps(local_path_config(volumes)),
                     "setup": SETUP_SCRIPT,
                     "teardown": TEARDOWN_SCRIPT,
-                    "helperPod.yaml": yaml.safe_dump(helper_pod()),
+                    "helperPod.yaml": yaml.safe_dump(helper_pod(helper_image)),
                 },
             },
         ),
@@ -533,7 +531,7 @@ class NodeClusterService:
             import_images(workdir, node_images())
             procs.append(self._kubelet(workdir, plane))
             procs.append(self._kube_proxy(workdir, plane))
-            for path, body in cluster_objects(workdir / "volumes"):
+            for path, body in cluster_objects(workdir / "volumes", busybox_ref()):
                 plane.post(path, body)
             coredns, coredns_ready = self._coredns(workdir, plane)
             procs.append(coredns)
@@ -716,7 +714,7 @@ class NodeClusterService:
         config = workdir / "local-path-config.json"
         config.write_text(json.dumps(local_path_config(volumes)))
         helper = workdir / "local-path-helper-pod.yaml"
-        helper.write_text(yaml.safe_dump(helper_pod()))
+        helper.write_text(yaml.safe_dump(helper_pod(busybox_ref())))
         return spawn(
             "local-path-provisioner",
             [

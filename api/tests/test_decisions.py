@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer
 
 from fraudpipe_common.contracts.decisions import Decision, Track, Verdict
 from fraudpipe_common.features import FEATURE_NAMES
+from fraudpipe_testing.plugin import PrometheusSettings
 
 from .harness import BIN, DIGEST, WRITE_TOKEN, ApiProcess, alert_row, free_port, insert_alerts
 
@@ -216,3 +217,44 @@ async def test_score_without_a_model_is_a_503_with_retry_after(api: ApiProcess) 
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
     assert "MODEL_REF" in response.json()["detail"]
+
+
+@pytest.mark.prometheus
+async def test_stats_and_models_count_every_decision_through_prometheus(
+    api_env: dict[str, str],
+    start_api: Callable[..., ApiProcess],
+    scorer: dict[str, str],
+    prometheus: PrometheusSettings,
+) -> None:
+    assert prometheus.targets_dir is not None
+    target = prometheus.targets_dir / f"api-test-{scorer['METRICS_PORT']}.json"
+    target.write_text(orjson.dumps([{"targets": [f"127.0.0.1:{scorer['METRICS_PORT']}"]}]).decode())
+    api = start_api(api_env, PROMETHEUS_URL=prometheus.url)
+    try:
+        async with httpx.AsyncClient(base_url=api.url, headers=WRITE, timeout=40) as http:
+            # Two waves: increase() counts only what happens after a series' first scrape.
+            for wave in range(2):
+                ids = [f"prom-{wave}-{i}" for i in range(10)]
+                batch = [transaction(tx_id, user_id=f"pu-{i}") for i, tx_id in enumerate(ids)]
+                assert (await http.post("/v1/transactions", json=batch)).status_code == 202
+                for tx_id in ids:
+                    got = await http.get(f"/v1/transactions/{tx_id}/decision?wait=30s")
+                    assert got.status_code == 200
+                await asyncio.sleep(3)
+            digest = got.json()["model_digest"]
+            deadline = time.monotonic() + 30
+            while True:
+                stats = (await http.get("/v1/stats", params={"window": "5m"})).json()
+                models = (await http.get("/v1/models", params={"window": "5m"})).json()
+                ours = [m for m in models["models"] if m["model_digest"] == digest]
+                if (stats["decisions"]["APPROVE"] or 0) >= 5 and ours and ours[0]["decisions"]:
+                    break
+                assert time.monotonic() < deadline, (stats, models)
+                await asyncio.sleep(1)
+    finally:
+        target.unlink()
+    assert stats["alert_rate"] is not None
+    assert 0 <= stats["alert_rate"] <= 1
+    assert ours[0]["track"] == "stable"
+    assert ours[0]["traffic_share"] is not None
+    assert 0 < ours[0]["traffic_share"] <= 1

@@ -301,6 +301,7 @@ def main() -> None:
             "REDIS_URL": "redis://127.0.0.1:1/0",  # not read by GET /v1/alerts
             "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
             "API_OPEN_READS": "true",
+            "METRICS_PORT": "0",
             "API_PORT": str(api_port),
             "API_HOST": "127.0.0.1",
             "LOG_LEVEL": "WARNING",

@@ -64,6 +64,7 @@ async def api_env(
         "DATABASE_URL": database_url,
         "API_KEYS_FILE": str(keys_file),
         "API_HOST": "127.0.0.1",
+        "METRICS_PORT": "0",
         "LOG_LEVEL": "INFO",
     }
 

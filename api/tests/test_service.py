@@ -27,14 +27,17 @@ async def test_ready_when_its_dependencies_answer(api: ApiProcess) -> None:
 
 
 async def test_metrics_histogram_is_labelled_by_route_template_and_status(
-    api: ApiProcess,
+    api_env: dict[str, str], start_api: Callable[..., ApiProcess]
 ) -> None:
+    metrics_port = free_port()
+    api = start_api(api_env, METRICS_PORT=str(metrics_port))
     async with httpx.AsyncClient(base_url=api.url, headers=READ) as http:
         await http.get("/v1/alerts")
         await http.get("/v1/alerts/some-id")
         await http.get("/v1/alerts/other-id")
         await http.get("/v1/alerts", params={"limit": "0"})
         text = (await http.get("/metrics")).text
+        on_metrics_port = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
     assert (
         'fraudpipe_api_request_duration_seconds_count{method="GET",route="/v1/alerts",'
         'status="200"} 1.0'
@@ -45,6 +48,7 @@ async def test_metrics_histogram_is_labelled_by_route_template_and_status(
     ) in text
     assert 'route="/v1/alerts",status="422"' in text
     assert "other-id" not in text  # raw paths never become labels
+    assert 'route="/v1/alerts/{tx_id}",status="404"} 2.0' in on_metrics_port
 
 
 async def test_a_dependency_down_is_a_503_with_retry_after_never_a_500(

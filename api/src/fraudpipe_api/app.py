@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 
 from fraudpipe_api import errors, page, routes
 from fraudpipe_api.auth import KeyRing, load_keys
@@ -44,7 +44,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The shared METRICS_PORT contract (the operator's Service and ServiceMonitor scrape
+        # it); one process only: workers would each hold their own registry and port.
+        server = None
+        if settings.metrics_port and settings.api_workers == 1:
+            server, _thread = start_http_server(
+                settings.metrics_port, addr=settings.api_host, registry=metrics.registry
+            )
         yield
+        if server is not None:
+            server.shutdown()
+            server.server_close()
         await clients.close()
 
     app = FastAPI(

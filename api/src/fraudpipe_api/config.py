@@ -27,6 +27,12 @@ class ApiSettings(BaseSettings):
         default=None,
         description="The same lines, comma-separated, for keys passed in the environment.",
     )
+    metrics_port: int = Field(
+        default=9000,
+        ge=0,
+        le=65535,
+        description="Also serve /metrics on this port (0: only on API_PORT).",
+    )
     api_workers: int = Field(
         default=1, ge=1, le=64, description="uvicorn worker processes (one per core at most)."
     )

@@ -6,8 +6,8 @@ import pytest
 
 from fraudpipe_common.contracts.decisions import Verdict
 from fraudpipe_common.features import FEATURE_NAMES
+from fraudpipe_common.rules import Thresholds, decide
 from fraudpipe_scorer.config import RuleSettings
-from fraudpipe_scorer.rules import Thresholds, decide
 
 THRESHOLDS = Thresholds(flag=0.1, block=0.8)
 RULES = RuleSettings(amount_ceiling=5000, velocity_1m=5, velocity_1h=30, new_country_amount=500)

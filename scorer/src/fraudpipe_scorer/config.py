@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fraudpipe_common.kafka import KafkaSettings, TopicSettings
-from fraudpipe_common.rules import RuleSettings as RuleSettings  # re-exported: shared with the API
+from fraudpipe_common.rules import RuleSettings
 
 
 class ScorerSettings(BaseSettings):

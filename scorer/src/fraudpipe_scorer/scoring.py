@@ -32,10 +32,9 @@ from fraudpipe_common.features import (
     OnlineFeatureStore,
     stateless_features,
 )
-from fraudpipe_scorer.config import RuleSettings
-from fraudpipe_scorer.model import LoadedModel
+from fraudpipe_common.inference import LoadedModel
+from fraudpipe_common.rules import RuleSettings, decide
 from fraudpipe_scorer.routing import Router, Routing
-from fraudpipe_scorer.rules import decide
 
 Matrix = npt.NDArray[np.float64]
 

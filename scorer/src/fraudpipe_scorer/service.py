@@ -25,12 +25,13 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from redis.asyncio import Redis
 
+from fraudpipe_common import inference
 from fraudpipe_common.contracts.decisions import DecisionRecord
 from fraudpipe_common.contracts.dlq import Rejection
 from fraudpipe_common.features import OnlineFeatureStore
 from fraudpipe_common.kafka import KafkaSettings, TopicSettings
-from fraudpipe_scorer import model as models
-from fraudpipe_scorer.config import RuleSettings, ScorerSettings
+from fraudpipe_common.rules import RuleSettings
+from fraudpipe_scorer.config import ScorerSettings
 from fraudpipe_scorer.http import build_app, serve
 from fraudpipe_scorer.metrics import ScorerMetrics
 from fraudpipe_scorer.routing import Router
@@ -109,7 +110,7 @@ class Scorer:
         m = self.metrics
         runner = await serve(build_app(m, self.router, self.readiness), s.metrics_port)
         try:
-            stable = await models.load(
+            stable = await inference.load(
                 s.model_ref,
                 flag=s.flag_threshold,
                 block=s.block_threshold,
@@ -117,7 +118,7 @@ class Scorer:
             )
             candidate = None
             if s.canary_model_ref:
-                candidate = await models.load(
+                candidate = await inference.load(
                     s.canary_model_ref,
                     flag=s.flag_threshold,
                     block=s.block_threshold,

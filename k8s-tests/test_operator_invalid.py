@@ -68,6 +68,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("zero brokers", {"kafka": {"managed": {"replicas": 0}}}, "spec.kafka.managed.replicas"),
     ("unknown Kafka mode", {"kafka": {"mode": "cloud"}}, "spec.kafka.mode"),
     (
+        "unknown broker flavor",
+        {"kafka": {"managed": {"flavor": "zookeeper"}}},
+        "spec.kafka.managed.flavor",
+    ),
+    (
         "storage size that is not a quantity",
         {"kafka": {"managed": {"storage": {"size": "lots"}}}},
         "spec.kafka.managed.storage.size",

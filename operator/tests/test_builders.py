@@ -275,3 +275,107 @@ def test_producer_runs_the_cli_with_labels_on_their_own_topic() -> None:
     assert env["PRODUCER_RPS"] == "25"
     assert env["TRANSACTIONS_TOPIC"] == "transactions.v1"
     assert "readinessProbe" not in container
+
+
+def test_redpanda_is_the_default_flavor_with_its_pinned_image() -> None:
+    container = stores.build_kafka_statefulset(pipeline())["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["name"] == "redpanda"
+    assert container["image"] == "docker.redpanda.com/redpandadata/redpanda:v24.2.18"
+
+
+def test_kafka_flavor_is_a_kraft_quorum_of_every_pod_behind_the_same_service() -> None:
+    p = pipeline({"kafka": {"managed": {"flavor": "kafka", "replicas": 3}}})
+    sts = stores.build_kafka_statefulset(p)
+    spec = sts["spec"]
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    env = env_of(sts)
+    assert container["image"] == "apache/kafka:4.1.1"
+    assert spec["replicas"] == 3
+    assert spec["serviceName"] == "payments-kafka"
+    assert spec["podManagementPolicy"] == "Parallel"  # a quorum needs its voters together
+    assert env["KAFKA_NODE_ID"] == {
+        "fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}
+    }
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == ",".join(
+        f"{i}@payments-kafka-{i}.payments-kafka.fraud.svc:9093" for i in range(3)
+    )
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert (
+        env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://$(POD_NAME).payments-kafka.fraud.svc:9092"
+    )
+    assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "3"
+    assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "2"
+    # Data on the claim (in a subfolder), generated config under /tmp: the root stays read-only.
+    assert env["KAFKA_LOG_DIRS"] == "/var/lib/kafka/data/logs"
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/var/lib/kafka/data", "/tmp"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsUser"] == 1000
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert spec["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    assert container["startupProbe"]["tcpSocket"]["port"] == 9092
+    assert container["readinessProbe"]["tcpSocket"]["port"] == 9092
+    assert container["livenessProbe"]["tcpSocket"]["port"] == 9093
+    assert stores.build_kafka_pdb(p)["spec"]["minAvailable"] == 2
+
+
+def test_a_single_kafka_broker_replicates_internal_topics_once() -> None:
+    env = env_of(
+        stores.build_kafka_statefulset(pipeline({"kafka": {"managed": {"flavor": "kafka"}}}))
+    )
+    assert (
+        env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "0@payments-kafka-0.payments-kafka.fraud.svc:9093"
+    )
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+    assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "1"
+
+
+def test_both_flavors_give_the_pipeline_the_same_bootstrap_address() -> None:
+    for flavor in ("redpanda", "kafka"):
+        p = pipeline({"kafka": {"managed": {"flavor": flavor}}})
+        service = stores.build_kafka_service(p)
+        assert service["metadata"]["name"] == "payments-kafka"
+        assert service["spec"]["clusterIP"] == "None"
+        assert {"name": "kafka", "port": 9092, "targetPort": 9092, "protocol": "TCP"} in service[
+            "spec"
+        ]["ports"]
+        assert env_of(apps.build_scorer_deployment(p))["KAFKA_BOOTSTRAP_SERVERS"] == (
+            "payments-kafka.fraud.svc:9092"
+        )
+
+
+def test_kafka_flavor_opens_its_controller_port_to_the_pipeline_and_has_no_servicemonitor() -> None:
+    p = pipeline({"kafka": {"managed": {"flavor": "kafka"}}})
+    policy = stores.build_kafka_networkpolicy(p)
+    assert policy["spec"]["ingress"] == [
+        {
+            "from": policy["spec"]["ingress"][0]["from"],
+            "ports": [{"protocol": "TCP", "port": 9092}, {"protocol": "TCP", "port": 9093}],
+        }
+    ]
+    plan = builders.plan(builders.with_default_images(p, IMAGES))
+    assert "ServiceMonitor/payments-kafka" not in kinds(plan.monitoring)
+    assert "ServiceMonitor/payments-scorer" in kinds(plan.monitoring)
+
+
+def test_an_image_overrides_the_flavors_default() -> None:
+    p = pipeline({"kafka": {"managed": {"flavor": "kafka", "image": "localhost/k:1"}}})
+    container = stores.build_kafka_statefulset(p)["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "localhost/k:1"
+
+
+def test_local_node_example_runs_kafka_from_local_images_and_pulls_the_model_over_http() -> None:
+    local = builders.with_default_images(example("local-node.yaml"), IMAGES)
+    plan = builders.plan(local)
+    images = {
+        c["image"]
+        for o in plan.all()
+        if o["kind"] in ("StatefulSet", "Deployment")
+        for c in o["spec"]["template"]["spec"]["containers"]
+    }
+    assert all(image.startswith("localhost/fraudpipe/") for image in images), images
+    assert local.spec.kafka.managed.flavor == "kafka"
+    assert env_of(apps.build_scorer_deployment(local))["REGISTRY_PLAIN_HTTP"] == "true"
+    assert "REGISTRY_PLAIN_HTTP" not in env_of(apps.build_scorer_deployment(pipeline()))

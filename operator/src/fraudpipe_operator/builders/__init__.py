@@ -84,7 +84,8 @@ def plan(pipeline: FraudPipeline) -> Plan:
             monitoring.build_scorer_servicemonitor(pipeline),
             monitoring.build_api_servicemonitor(pipeline),
         ]
-        if spec.kafka.mode == "managed":
+        # Redpanda serves Prometheus metrics itself; Apache Kafka only through JMX.
+        if spec.kafka.mode == "managed" and spec.kafka.managed.flavor == "redpanda":
             result.monitoring.append(monitoring.build_kafka_servicemonitor(pipeline))
     if spec.monitoring.prometheus_rules:
         result.monitoring.append(monitoring.build_pipeline_prometheusrule(pipeline))

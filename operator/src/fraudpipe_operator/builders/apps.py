@@ -160,6 +160,7 @@ def build_scorer_deployment(pipeline: FraudPipeline) -> dict[str, Any]:
         value("METRICS_PORT", METRICS_PORT),
         value("CONSUMER_GROUP", scorer.consumer_group),
         value("MODEL_REF", pipeline.spec.model.ref),
+        *([value("REGISTRY_PLAIN_HTTP", "true")] if pipeline.spec.model.plain_http else []),
         value("BATCH_MAX_SIZE", scorer.batch.max_size),
         value("BATCH_MAX_WAIT_MS", scorer.batch.max_wait_ms),
         # Absent thresholds leave the model card's in force.

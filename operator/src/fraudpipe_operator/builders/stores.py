@@ -1,5 +1,9 @@
-"""Managed Redpanda, Redis and PostgreSQL: StatefulSets with claims, Services, PDBs,
-NetworkPolicies, and the credentials Secrets (created once, never overwritten)."""
+"""Managed brokers (Redpanda or Apache Kafka), Redis and PostgreSQL: StatefulSets with claims,
+Services, PDBs, NetworkPolicies, and the credentials Secrets (created once, never overwritten).
+
+Both broker flavors keep one contract towards the pipeline: StatefulSet and headless Service
+`<name>-kafka`, Kafka API on port `kafka` (9092), each broker advertised by its stable pod DNS
+name, so that `<name>-kafka.<namespace>.svc:9092` bootstraps any client."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 
 from fraudpipe_operator.builders.common import (
     KAFKA_ADMIN_PORT,
+    KAFKA_CONTROLLER_PORT,
     KAFKA_PORT,
     KAFKA_RPC_PORT,
     OPERATOR_POD_LABELS,
@@ -35,8 +40,13 @@ from fraudpipe_operator.builders.connections import (
     value,
 )
 from fraudpipe_operator.models import FraudPipeline
+from fraudpipe_operator.models.v1alpha1 import APACHE_KAFKA_IMAGE, REDPANDA_IMAGE
 
 REDPANDA_UID = 101
+APACHE_KAFKA_UID = 1000  # appuser in apache/kafka
+APACHE_KAFKA_DATA = "/var/lib/kafka/data"
+# apache/kafka 3.7+ labels every StatefulSet pod with its ordinal (Kubernetes 1.28+): the node.id.
+POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 REDIS_UID = 999
 POSTGRES_UID = 999
 
@@ -78,16 +88,46 @@ def statefulset(
     }
 
 
-# -- Redpanda ---------------------------------------------------------------------------------
+# -- managed brokers -------------------------------------------------------------------------
+def kafka_image(pipeline: FraudPipeline) -> str:
+    managed = pipeline.spec.kafka.managed
+    default = REDPANDA_IMAGE if managed.flavor == "redpanda" else APACHE_KAFKA_IMAGE
+    return managed.image or default
+
+
 def build_kafka_statefulset(pipeline: FraudPipeline) -> dict[str, Any]:
     managed = pipeline.spec.kafka.managed
+    if managed.flavor == "kafka":
+        container, volumes, uid = apache_kafka_container(pipeline)
+    else:
+        container, volumes, uid = redpanda_container(pipeline)
+    return statefulset(
+        pipeline,
+        "kafka",
+        replicas=managed.replicas,
+        uid=uid,
+        container=container,
+        volumes=volumes,
+        claim=pvc_template("data", managed.storage.size, managed.storage.storage_class_name),
+    )
+
+
+def broker_domain(pipeline: FraudPipeline) -> tuple[str, str]:
+    """The headless Service's name and the domain under which each broker pod resolves."""
     service = child_name(pipeline, "kafka")
-    domain = f"{service}.{pipeline.namespace}.svc"
+    return service, f"{service}.{pipeline.namespace}.svc"
+
+
+def redpanda_container(
+    pipeline: FraudPipeline,
+) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+    managed = pipeline.spec.kafka.managed
+    service, domain = broker_domain(pipeline)
     seeds = ",".join(f"{service}-{i}.{domain}:{KAFKA_RPC_PORT}" for i in range(managed.replicas))
     tmp, tmp_mount = tmp_volume()
     container = {
         "name": "redpanda",
-        "image": managed.image,
+        "image": kafka_image(pipeline),
         "args": [
             "redpanda",
             "start",
@@ -118,19 +158,83 @@ def build_kafka_statefulset(pipeline: FraudPipeline) -> dict[str, Any]:
             tmp_mount,
         ],
     }
-    return statefulset(
-        pipeline,
-        "kafka",
-        replicas=managed.replicas,
-        uid=REDPANDA_UID,
-        container=container,
-        volumes=[{"name": "config", "emptyDir": {}}, tmp],
-        claim=pvc_template("data", managed.storage.size, managed.storage.storage_class_name),
+    return container, [{"name": "config", "emptyDir": {}}, tmp], REDPANDA_UID
+
+
+def apache_kafka_container(
+    pipeline: FraudPipeline,
+) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+    """Apache Kafka in KRaft mode, every pod a broker and a voter of the controller quorum,
+    configured through the apache/kafka image's KAFKA_* variables (each one a
+    server.properties entry)."""
+    managed = pipeline.spec.kafka.managed
+    service, domain = broker_domain(pipeline)
+    voters = ",".join(
+        f"{i}@{service}-{i}.{domain}:{KAFKA_CONTROLLER_PORT}" for i in range(managed.replicas)
     )
+    # Kafka's internal topics (offsets, transaction state) as replicated as the brokers allow.
+    internal_replicas = min(managed.replicas, 3)
+    min_isr = 2 if internal_replicas == 3 else 1
+    tmp, tmp_mount = tmp_volume()
+    settings = {
+        "KAFKA_PROCESS_ROLES": "broker,controller",
+        "KAFKA_LISTENERS": f"PLAINTEXT://:{KAFKA_PORT},CONTROLLER://:{KAFKA_CONTROLLER_PORT}",
+        "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://$(POD_NAME).{domain}:{KAFKA_PORT}",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+        "KAFKA_INTER_BROKER_LISTENER_NAME": "PLAINTEXT",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS": voters,
+        # A subfolder: a fresh volume's lost+found is not a partition.
+        "KAFKA_LOG_DIRS": f"{APACHE_KAFKA_DATA}/logs",
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": str(internal_replicas),
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": str(internal_replicas),
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": str(min_isr),
+        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": str(internal_replicas),
+        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": str(min_isr),
+        "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+        # Topics are the operator's (as with Redpanda): a typo must not create one.
+        "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
+        "KAFKA_HEAP_OPTS": "-Xms512m -Xmx512m",
+    }
+    container = {
+        "name": "kafka",
+        "image": kafka_image(pipeline),
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {
+                "name": "KAFKA_NODE_ID",
+                "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{POD_INDEX_LABEL}']"}},
+            },
+            *(value(name, setting) for name, setting in settings.items()),
+        ],
+        "ports": [
+            {"name": "kafka", "containerPort": KAFKA_PORT},
+            {"name": "controller", "containerPort": KAFKA_CONTROLLER_PORT},
+        ],
+        # The JVM's first start (storage format included) is slow on a small node.
+        "startupProbe": {
+            "tcpSocket": {"port": KAFKA_PORT},
+            "periodSeconds": 5,
+            "failureThreshold": 60,
+        },
+        "readinessProbe": {"tcpSocket": {"port": KAFKA_PORT}, "periodSeconds": 10},
+        "livenessProbe": {
+            "tcpSocket": {"port": KAFKA_CONTROLLER_PORT},
+            "periodSeconds": 20,
+            "failureThreshold": 3,
+        },
+        "resources": resources(managed.resources),
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "data", "mountPath": APACHE_KAFKA_DATA}, tmp_mount],
+    }
+    return container, [tmp], APACHE_KAFKA_UID
 
 
 def build_kafka_service(pipeline: FraudPipeline) -> dict[str, Any]:
-    ports = {"kafka": KAFKA_PORT, "rpc": KAFKA_RPC_PORT, "admin": KAFKA_ADMIN_PORT}
+    if pipeline.spec.kafka.managed.flavor == "kafka":
+        ports = {"kafka": KAFKA_PORT, "controller": KAFKA_CONTROLLER_PORT}
+    else:
+        ports = {"kafka": KAFKA_PORT, "rpc": KAFKA_RPC_PORT, "admin": KAFKA_ADMIN_PORT}
     return headless_or_cluster_service(pipeline, "kafka", ports, headless=True)
 
 
@@ -143,6 +247,8 @@ def build_kafka_networkpolicy(pipeline: FraudPipeline) -> dict[str, Any]:
         "namespaceSelector": {},
         "podSelector": {"matchLabels": dict(OPERATOR_POD_LABELS)},
     }
+    if pipeline.spec.kafka.managed.flavor == "kafka":
+        return network_policy(pipeline, "kafka", [KAFKA_PORT, KAFKA_CONTROLLER_PORT], [operator])
     return network_policy(
         pipeline, "kafka", [KAFKA_PORT, KAFKA_RPC_PORT], [operator], [KAFKA_ADMIN_PORT]
     )

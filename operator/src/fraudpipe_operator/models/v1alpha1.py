@@ -114,13 +114,27 @@ class SecretKeyRef(Model):
 
 
 # -- Kafka ------------------------------------------------------------------------------------
+REDPANDA_IMAGE = "docker.redpanda.com/redpandadata/redpanda:v24.2.18"
+APACHE_KAFKA_IMAGE = "apache/kafka:4.1.1"
+
+
 class ManagedKafka(Model):
-    replicas: int = Field(default=1, ge=1, le=9, description="Number of Redpanda brokers.")
+    flavor: Literal["redpanda", "kafka"] = Field(
+        default="redpanda",
+        description=(
+            "Broker software: redpanda, or kafka (Apache Kafka in KRaft mode, every broker also "
+            "a controller, configured through the apache/kafka image's KAFKA_* variables). "
+            "Either way the pipeline reaches it at <name>-kafka:9092."
+        ),
+    )
+    replicas: int = Field(default=1, ge=1, le=9, description="Number of brokers.")
     image: str = Field(
-        default="docker.redpanda.com/redpandadata/redpanda:v24.2.18",
-        min_length=1,
+        default="",
         max_length=512,
-        description="Redpanda image (pinned tag by default).",
+        description=(
+            f"Broker image. Empty means the flavor's pinned default: {REDPANDA_IMAGE} for "
+            f"redpanda, {APACHE_KAFKA_IMAGE} for kafka (or an image with the same interface)."
+        ),
     )
     storage: Storage = section(Storage, "Persistent storage of each broker.")
     resources: Resources = section(Resources, "CPU and memory of each broker.")
@@ -243,9 +257,12 @@ class Kafka(Model):
     )
     mode: Literal["managed", "external"] = Field(
         default="managed",
-        description="managed runs Redpanda in the namespace; external uses your own Kafka.",
+        description=(
+            "managed runs brokers (Redpanda or Apache Kafka) in the namespace; external uses "
+            "your own Kafka."
+        ),
     )
-    managed: ManagedKafka = section(ManagedKafka, "The in-cluster Redpanda (mode managed).")
+    managed: ManagedKafka = section(ManagedKafka, "The in-cluster brokers (mode managed).")
     external: ExternalKafka | None = Field(
         default=None, description="Your Kafka cluster (mode external)."
     )
@@ -406,6 +423,13 @@ class ModelSpec(Model):
         json_schema_extra={"x-kubernetes-validations": [dict(DIGEST_RULE)]},
     )
     canary: Canary | None = Field(default=None, description="Candidate model rolled out by canary.")
+    plain_http: bool = Field(
+        default=False,
+        description=(
+            "Pull models over plain HTTP (an in-cluster registry without TLS). Default: HTTPS, "
+            "except from a loopback registry."
+        ),
+    )
 
 
 # -- API, producer, monitoring ----------------------------------------------------------------
@@ -448,7 +472,9 @@ class Monitoring(Model):
 
 
 class FraudPipelineSpec(Model):
-    kafka: Kafka = section(Kafka, "Kafka: managed Redpanda or an external cluster, and topics.")
+    kafka: Kafka = section(
+        Kafka, "Kafka: managed brokers (Redpanda or Apache Kafka) or your own, and topics."
+    )
     redis: Redis = section(Redis, "Redis: online features and the decision cache.")
     postgres: Postgres = section(Postgres, "PostgreSQL: alerts and analyst feedback.")
     scorer: Scorer = section(Scorer, "The scoring Deployment.")

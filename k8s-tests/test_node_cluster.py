@@ -2,8 +2,7 @@
 through the kubelet, a Service reached from another pod through kube-proxy's rules, cluster
 DNS, volumes that outlive their pod, and a `down` that leaves nothing on the host.
 
-The last test stops the cluster (and starts a fresh one for later users), so it stays last
-in this file."""
+The last test stops the cluster, so it stays last in this file."""
 
 from __future__ import annotations
 
@@ -323,10 +322,7 @@ def test_cluster_down_leaves_nothing_on_the_host(node_cluster: NodeCluster) -> N
     workdir = node_cluster.stack.root / "node"
     assert any(leftovers(workdir).values()), "a running cluster should show up in the probe"
     node_cluster.stack.down()
-    left = leftovers(workdir)
-    # Later users of the session's cluster get a fresh one.
-    node_cluster.stack.up()
-    assert left == {
+    assert leftovers(workdir) == {
         "processes": [],
         "mounts": [],
         "links": [],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -230,23 +231,26 @@ class NodeCluster:
     stack: Stack | None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def node_cluster() -> Iterator[NodeCluster]:
     """The cluster of `hack/cluster` when FRAUDPIPE_NODE_KUBECONFIG is set or it runs;
-    otherwise one started for the session in a scratch folder (root only) and stopped at its
-    end."""
+    otherwise one started for the test module in a scratch folder (root only) and stopped at
+    its end: one node cluster fits on a machine, so none is held longer than its tests."""
     if kubeconfig := os.environ.get("FRAUDPIPE_NODE_KUBECONFIG"):
         yield NodeCluster(kubeconfig, None)
         return
     if os.geteuid() != 0:
         pytest.skip("a real node needs root (containerd, bridge, iptables); run as root")
     from fraudpipe_testing.stack.cluster_cli import cluster
+    from fraudpipe_testing.stack.services.node import BRIDGE
 
-    # One node cluster fits on a machine: a developer's running `hack/cluster` is used as is.
+    # A developer's running `hack/cluster` is used as is.
     developers = cluster()
     if developers.status()["node"] == "healthy":
         yield NodeCluster(developers.env()["KUBECONFIG"], None)
         return
+    if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode == 0:
+        pytest.skip(f"another test session's node cluster runs on this machine ({BRIDGE} exists)")
 
     root = Path(tempfile.mkdtemp(prefix="fraudpipe-test-cluster-", dir="/tmp"))
     stack = cluster(root)

@@ -94,6 +94,10 @@ class ControlPlane:
     def post(self, path: str, body: dict[str, object]) -> None:
         _post(self.server, path, body, self.context())
 
+    def exists(self, path: str) -> bool:
+        response = httpx.get(f"{self.server}{path}", verify=self.context(), timeout=5)
+        return response.status_code == 200
+
 
 def start_control_plane(
     workdir: Path,

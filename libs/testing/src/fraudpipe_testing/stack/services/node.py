@@ -531,6 +531,13 @@ class NodeClusterService:
             import_images(workdir, node_images())
             procs.append(self._kubelet(workdir, plane))
             procs.append(self._kube_proxy(workdir, plane))
+            # The API server creates kube-system shortly after it reports ready.
+            wait_until(
+                lambda: plane.exists("/api/v1/namespaces/kube-system"),
+                what="namespace kube-system",
+                timeout=60,
+                interval=0.5,
+            )
             for path, body in cluster_objects(workdir / "volumes", busybox_ref()):
                 plane.post(path, body)
             coredns, coredns_ready = self._coredns(workdir, plane)

@@ -230,6 +230,28 @@ async def run_load(base: str, rate: float, seconds: float) -> dict[str, Any]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants (uvicorn's workers), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    family, grew = {pid}, True
+    while grew:
+        more = {child for child, parent in parents.items() if parent in family} - family
+        family |= more
+        grew = bool(more)
+    return sum(times.get(p, 0.0) for p in family)
+
+
 def sustained(result: dict[str, Any]) -> bool:
     return (
         result["failures"] == 0
@@ -238,11 +260,17 @@ def sustained(result: dict[str, Any]) -> bool:
     )
 
 
-async def measure(base: str, rate: float, seconds: float, step: float) -> dict[str, Any]:
+async def measure(base: str, pid: int, rate: float, seconds: float, step: float) -> dict[str, Any]:
     """The target rate for --seconds, then the highest sustained rate: climbing by --step from
-    the target while it holds, or stepping down by a quarter at a time until one holds."""
+    the target while it holds, or stepping down by a quarter at a time until one holds. The
+    server's CPU time per request (all its processes) does not depend on what else the machine
+    runs: 1000 / cpu_ms is the rate one free core would sustain."""
     await run_load(base, 50, 3)  # warm-up: pool, plans, imports
+    cpu_before = cpu_seconds(pid)
     at_target = await run_load(base, rate, seconds)
+    at_target["server_cpu_ms_per_request"] = round(
+        (cpu_seconds(pid) - cpu_before) * 1000 / at_target["requests"], 3
+    )
     best = at_target if sustained(at_target) else None
     probe_seconds = min(seconds, 10)
     if best is not None:
@@ -327,7 +355,9 @@ def main() -> None:
             procs.append(proc)
             try:
                 results[name] = asyncio.run(
-                    measure(f"http://127.0.0.1:{port}", args.rate, args.seconds, args.step)
+                    measure(
+                        f"http://127.0.0.1:{port}", proc.pid, args.rate, args.seconds, args.step
+                    )
                 )
             except RuntimeError:
                 print((scratch / f"{name}.log").read_text()[-4000:], file=sys.stderr)

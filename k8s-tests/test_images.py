@@ -171,6 +171,43 @@ def test_postgres_initialises_an_empty_data_dir_from_the_environment(tmp_path: P
 
 
 @pytest.mark.usefixtures("built_images")
+def test_scorer_image_migrates_the_postgres_image_database(tmp_path: Path) -> None:
+    # What the operator's migration Job does: `fraudpipe-scorer migrate` with DATABASE_URL.
+    import asyncpg
+
+    password, port = secrets.token_hex(12), free_port()
+    env = {"POSTGRES_USER": "fraudpipe", "POSTGRES_PASSWORD": password, "POSTGRES_DB": "fraudpipe"}
+    volumes = [
+        Volume("/var/lib/postgresql/data", tmp_path / "pgdata"),
+        Volume("/var/run/postgresql"),
+        Volume("/tmp"),
+    ]
+    url = f"postgresql://fraudpipe:{password}@127.0.0.1:{port}/fraudpipe"
+
+    async def tables() -> list[str]:
+        conn = await asyncpg.connect(url)
+        try:
+            rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            return [row["tablename"] for row in rows]
+        finally:
+            await conn.close()
+
+    args = ["postgres", "-c", "listen_addresses=127.0.0.1", "-p", str(port)]
+    with run_image(image_ref("postgres"), tmp_path, args=args, env=env, volumes=volumes) as pg:
+        wait_for(lambda: asyncio.run(tables()) is not None, "postgres", pg, 90)
+        code, output = run_to_completion(
+            image_ref("scorer"),
+            tmp_path,
+            command=["fraudpipe-scorer", "migrate"],
+            env={"DATABASE_URL": url},
+            volumes=[Volume("/tmp")],
+        )
+        assert code == 0, output
+        assert "schema up to date" in output
+        assert "alerts" in asyncio.run(tables())
+
+
+@pytest.mark.usefixtures("built_images")
 def test_postgres_refuses_to_initialise_without_a_password(tmp_path: Path) -> None:
     code, output = run_to_completion(
         image_ref("postgres"),

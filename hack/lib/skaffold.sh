@@ -34,12 +34,24 @@ build_skaffold() {
   link_tool skaffold "$dest/bin/skaffold"
 }
 
+# skaffold asks (on a terminal) to upload usage metrics and checks for updates over the
+# network; nothing here may reach out, so both are switched off in its global config.
+quiet_skaffold() {
+  local config="$HOME/.skaffold/config"
+  grep -q 'collect-metrics: false' "$config" 2>/dev/null && grep -q 'update-check: false' "$config" && return 0
+  { skaffold_bin config set --global collect-metrics false && skaffold_bin config set --global update-check false; } >/dev/null \
+    || die skaffold "switch off metrics and update checks in $config" "run: skaffold config set --global collect-metrics false"
+}
+
+skaffold_bin() { "$FRAUDPIPE_BIN/skaffold" "$@"; }
+
 # skaffold's local builder insists on a Docker Engine API when it does not push (it asks the
 # daemon for the built image's id and tags it with that id). Podman serves that API over the
 # same image storage buildah builds into, so hack/skaffold starts `podman system service` on
 # a private socket for the length of one skaffold command. No container is run through it.
 provision_skaffold() {
   build_skaffold
+  quiet_skaffold
   build_helm
   command -v podman >/dev/null && return 0
   local sudo=""

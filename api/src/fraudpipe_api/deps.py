@@ -61,6 +61,8 @@ class Clients:
                         min_size=1,
                         max_size=self.settings.db_pool_size,
                         command_timeout=self.settings.dependency_timeout_s,
+                        # Timestamps PostgreSQL writes into JSON are in UTC, like the rest.
+                        server_settings={"timezone": "UTC"},
                     ),
                     self.settings.dependency_timeout_s,
                 )

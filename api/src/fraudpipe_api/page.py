@@ -50,7 +50,7 @@ async def _rows(
     where = queries.AlertFilter(user_id=user_id or None, decision=decision, min_score=min_score)
     async with dependency("postgres", state.settings.retry_after_s):
         pool = await state.clients.pool()
-        items, _ = await queries.list_alerts(pool, where, PAGE_SIZE, None, fragments=False)
+        items, _ = await queries.list_alerts(pool, where, PAGE_SIZE, None)
     for item in items:
         item["reasons_text"] = "; ".join(r.get("detail", "") for r in item["reasons"])
     return items

@@ -90,15 +90,11 @@ class AlertFilter:
     track: str | None = None
 
 
-async def list_alerts(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    where: AlertFilter,
-    limit: int,
-    after: tuple[dt.datetime, str] | None,
-    *,
-    fragments: bool = True,
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first; keyset pagination on (decided_ts, tx_id)."""
+def _alert_query(
+    where: AlertFilter, limit: int, after: tuple[dt.datetime, str] | None, columns: str
+) -> tuple[str, list[Any]]:
+    """Newest first; keyset pagination on (decided_ts, tx_id); one row more than the page
+    tells whether there is a next one."""
     clauses: list[str] = []
     args: list[Any] = []
 
@@ -126,17 +122,59 @@ async def list_alerts(
     args.append(limit + 1)
     # Only fixed fragments are interpolated; every value is a $n parameter.
     sql = (
-        f"SELECT {_ALERT_COLUMNS} FROM alerts a "  # noqa: S608
+        f"SELECT {columns} FROM alerts a "  # noqa: S608
         + (f"WHERE {' AND '.join(clauses)} " if clauses else "")
         + f"ORDER BY a.decided_ts DESC, a.tx_id DESC LIMIT ${len(args)}"
     )
+    return sql, args
+
+
+def _next_cursor(rows: list[asyncpg.Record], limit: int) -> str | None:
+    if len(rows) <= limit:
+        return None
+    last = rows[limit - 1]
+    return encode_cursor([last["decided_ts"].isoformat(), last["tx_id"]])
+
+
+async def list_alerts(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    where: AlertFilter,
+    limit: int,
+    after: tuple[dt.datetime, str] | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of alerts as dicts (jsonb parsed), for templates."""
+    sql, args = _alert_query(where, limit, after, _ALERT_COLUMNS)
     rows = await conn.fetch(sql, *args)
-    items = [alert_dict(r, fragments=fragments) for r in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor([last["decided_ts"].isoformat(), last["tx_id"]])
-    return items, next_cursor
+    return [alert_dict(r, fragments=False) for r in rows[:limit]], _next_cursor(rows, limit)
+
+
+# PostgreSQL writes each alert's JSON (timestamps in the session's UTC, jsonb as is): the API
+# decodes one text per row instead of eleven fields, and never re-encodes the jsonb columns.
+_ALERT_JSON = """
+    json_build_object(
+        'tx_id', a.tx_id, 'user_id', a.user_id, 'decision', a.decision, 'score', a.score,
+        'model_digest', a.model_digest, 'track', a.track, 'reasons', a.reasons,
+        'features', a.features, 'event_ts', a.event_ts, 'decided_ts', a.decided_ts,
+        'feedback', (SELECT f.label FROM feedback f WHERE f.tx_id = a.tx_id
+                     ORDER BY f.id DESC LIMIT 1)
+    )::text AS item, a.decided_ts, a.tx_id
+"""
+
+
+async def alert_page_json(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    where: AlertFilter,
+    limit: int,
+    after: tuple[dt.datetime, str] | None,
+) -> bytes:
+    """One page as the `AlertPage` JSON body."""
+    sql, args = _alert_query(where, limit, after, _ALERT_JSON)
+    rows = await conn.fetch(sql, *args)
+    items = ",".join(r["item"] for r in rows[:limit])
+    return b'{"items":[%s],"next_cursor":%s}' % (
+        items.encode(),
+        orjson.dumps(_next_cursor(rows, limit)),
+    )
 
 
 async def get_alert(conn: asyncpg.Connection | asyncpg.Pool, tx_id: str) -> dict[str, Any] | None:

@@ -120,8 +120,8 @@ async def list_alerts(
     )
     async with dependency("postgres", state.settings.retry_after_s):
         pool = await state.clients.pool()
-        items, next_cursor = await queries.list_alerts(pool, where, limit, after)
-    return _json({"items": items, "next_cursor": next_cursor})
+        body = await queries.alert_page_json(pool, where, limit, after)
+    return Response(body, media_type="application/json")
 
 
 @router.get(

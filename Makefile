@@ -14,7 +14,7 @@ RUN := $(UV) run --frozen --quiet
 
 PYTHON_SOURCES := libs operator scorer api producer model k8s-tests bench
 
-.PHONY: help provision sync lint format typecheck imports unit test images stack-up stack-down demo clean
+.PHONY: help provision sync lint format typecheck imports unit test images e2e stack-up stack-down demo demo-stack clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -56,7 +56,13 @@ stack-up: provision ## start the local stack and print its settings
 stack-down: ## stop the local stack
 	hack/stack down
 
-demo: provision sync ## run what fraudpipe runs today, end to end (see README)
+e2e: provision sync ## k8s-tests/e2e on the node cluster (up if needed; images built and imported)
+	hack/e2e run
+
+demo: provision sync ## the whole product on the node cluster: operator, pipeline, live alerts
+	hack/demo-cluster
+
+demo-stack: provision sync ## the scorer alone on the loopback stack (no cluster; quicker)
 	hack/demo
 
 clean: ## remove the virtualenv and caches of the linters (not the toolchain cache)

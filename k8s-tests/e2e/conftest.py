@@ -1,0 +1,159 @@
+"""Fixtures of the end-to-end suite: the chart installed with helm, a namespace with a
+registry holding the model, and one FraudPipeline with the demo producer on.
+
+The suite runs only when a cluster is named with `FRAUDPIPE_E2E_KUBECONFIG` (`make e2e` names
+the node cluster of `hack/cluster`; see docs/development.md). `make test` collects and skips
+it.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, config, utils
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from e2e_harness import (
+    PIPELINE,
+    Target,
+    push_model,
+    registry_objects,
+    target_from_env,
+    trained_model,
+)
+from operator_harness import (
+    EXAMPLES,
+    Pipelines,
+    crd_established,
+    helm,
+    install_chart,
+    merge,
+    wait_for,
+)
+
+RELEASE, RELEASE_NAMESPACE = "fraudpipe", "fraudpipe-system"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if target_from_env() is not None:
+        return
+    skip = pytest.mark.skip(
+        reason="end-to-end: no cluster named; run `make e2e` (or set FRAUDPIPE_E2E_KUBECONFIG)"
+    )
+    for item in items:
+        if "k8s-tests/e2e/" in str(item.path).replace("\\", "/"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def target() -> Target:
+    found = target_from_env()
+    assert found is not None
+    return found
+
+
+@pytest.fixture(scope="session")
+def api_client(target: Target) -> client.ApiClient:
+    return config.new_client_from_config(config_file=target.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def operator_chart(target: Target, api_client: client.ApiClient) -> Iterator[str]:
+    """The chart, installed as a user would, with the images under test."""
+    install_chart(
+        target.kubeconfig,
+        RELEASE,
+        RELEASE_NAMESPACE,
+        f"operator.image.repository={target.image_repo}/operator",
+        f"operator.image.tag={target.image_tag}",
+        f"pipelineImages.scorer={target.image_repo}/scorer",
+        f"pipelineImages.api={target.image_repo}/api",
+        f"pipelineImages.producer={target.image_repo}/producer",
+        f"pipelineImages.tag={target.image_tag}",
+    )
+    wait_for(lambda: crd_established(api_client), "FraudPipeline CRD established")
+    apps = client.AppsV1Api(api_client)
+
+    def operator_available() -> bool:
+        for deployment in apps.list_namespaced_deployment(RELEASE_NAMESPACE).items:
+            if (deployment.status.available_replicas or 0) >= 1:
+                return True
+        return False
+
+    wait_for(operator_available, "operator Deployment available", 180)
+    yield RELEASE
+    helm(target.kubeconfig, "uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE, "--wait")
+
+
+@pytest.fixture(scope="session")
+def namespace(api_client: client.ApiClient) -> Iterator[str]:
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def model_ref(target: Target, api_client: client.ApiClient, namespace: str) -> str:
+    model = trained_model()
+    for obj in registry_objects(target, namespace):
+        utils.create_from_dict(api_client, obj, namespace=namespace)
+
+    def registry_ready() -> bool:
+        status = (
+            client.AppsV1Api(api_client)
+            .read_namespaced_deployment("fraudpipe-registry", namespace)
+            .status
+        )
+        return (status.ready_replicas or 0) >= 1
+
+    wait_for(registry_ready, "in-cluster registry ready", 120)
+    return push_model(target, namespace, model)
+
+
+def pipeline_body(target: Target, model_ref: str) -> dict[str, Any]:
+    """examples/local-node.yaml with this target's images; services from the chart's defaults."""
+    body: dict[str, Any] = yaml.safe_load((EXAMPLES / "local-node.yaml").read_text())
+    body["metadata"]["name"] = PIPELINE
+    body = merge(
+        body,
+        {
+            "spec": {
+                "model": {"ref": model_ref, "plainHttp": True},
+                "kafka": {"managed": {"flavor": target.flavor, "image": target.kafka_image}},
+                "redis": {"managed": {"image": target.redis_image}},
+                "postgres": {"managed": {"image": target.postgres_image}},
+                "scorer": {"image": ""},
+                "api": {"image": ""},
+                "producer": {"image": "", "rps": 20, "fraudRate": 0.05},
+            }
+        },
+    )
+    for store in ("redis", "postgres"):  # empty: the CRD's default (the official image)
+        if not body["spec"][store]["managed"]["image"]:
+            del body["spec"][store]["managed"]["image"]
+    return body
+
+
+@pytest.fixture(scope="session")
+def pipelines(api_client: client.ApiClient, namespace: str) -> Pipelines:
+    return Pipelines(api_client, namespace)
+
+
+@pytest.fixture(scope="session")
+def pipeline(
+    target: Target, operator_chart: str, model_ref: str, pipelines: Pipelines
+) -> dict[str, Any]:
+    """The FraudPipeline under test, created once; the last test deletes it."""
+    created = pipelines.create(pipeline_body(target, model_ref))
+    # The first start pulls nothing but runs a JVM, initdb and a migration on a small node.
+    pipelines.wait_condition(PIPELINE, "Ready", within_s=420)
+    return created

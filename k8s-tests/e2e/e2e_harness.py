@@ -1,0 +1,366 @@
+"""The end-to-end suite's machinery: which cluster and images (from the environment), the
+model the pipeline serves (trained here, pushed to a registry inside the cluster), port-forwards
+through the API server, and a checker pod that reads Kafka from inside the cluster.
+
+Everything reaches the cluster through its API server (`kubectl port-forward`, pod logs), so
+the same code runs on this machine's node cluster and on kind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from operator_harness import REPO, run, wait_for
+
+from fraudpipe_testing import toolchain
+
+REGISTRY = "fraudpipe-registry"
+REGISTRY_PORT = 5000
+PIPELINE = "payments"
+LOCAL_IMAGE_REPO = "localhost/fraudpipe"
+
+
+def env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def local_image(name: str) -> str:
+    """The reference `hack/images` gives an image it builds."""
+    return run([str(REPO / "hack" / "images"), "ref", name]).stdout.strip()
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the suite runs and with which images (docs/development.md, "End-to-end")."""
+
+    kubeconfig: str
+    image_repo: str
+    image_tag: str
+    scorer_image_next: str
+    flavor: str
+    kafka_image: str
+    redis_image: str
+    postgres_image: str
+    registry_image: str
+
+    def image(self, service: str) -> str:
+        return f"{self.image_repo}/{service}:{self.image_tag}"
+
+
+def target_from_env() -> Target | None:
+    """None unless a cluster was named on purpose (`make e2e` names the node cluster of
+    `hack/cluster`): a KUBECONFIG alone never sends the suite to a cluster."""
+    kubeconfig = os.environ.get("FRAUDPIPE_E2E_KUBECONFIG")
+    if not kubeconfig:
+        return None
+    repo = env("FRAUDPIPE_E2E_IMAGE_REPO", LOCAL_IMAGE_REPO)
+    tag = env("FRAUDPIPE_E2E_IMAGE_TAG", "dev")
+
+    def store(variable: str, name: str) -> str:
+        # "default": the CRD's default (the official image); unset: the locally built one.
+        chosen = env(variable, "local")
+        if chosen == "default":
+            return ""
+        return local_image(name) if chosen == "local" else chosen
+
+    return Target(
+        kubeconfig=kubeconfig,
+        image_repo=repo,
+        image_tag=tag,
+        scorer_image_next=env("FRAUDPIPE_E2E_SCORER_IMAGE_NEXT", f"{repo}/scorer:{tag}-next"),
+        flavor=env("FRAUDPIPE_E2E_KAFKA_FLAVOR", "kafka"),
+        kafka_image=store("FRAUDPIPE_E2E_KAFKA_IMAGE", "kafka"),
+        redis_image=store("FRAUDPIPE_E2E_REDIS_IMAGE", "redis"),
+        postgres_image=store("FRAUDPIPE_E2E_POSTGRES_IMAGE", "postgres"),
+        registry_image=env("FRAUDPIPE_E2E_REGISTRY_IMAGE", "") or local_image("registry"),
+    )
+
+
+def kubectl(target: Target, *args: str) -> subprocess.CompletedProcess[str]:
+    return run([str(toolchain.find("kubectl")), "--kubeconfig", target.kubeconfig, *args])
+
+
+# -- port-forwards through the API server -------------------------------------------------------
+@contextlib.contextmanager
+def port_forward(target: Target, namespace: str, resource: str, port: int) -> Iterator[int]:
+    """A loopback port leading to `resource`'s `port` (kubectl port-forward: API server →
+    kubelet → the pod's network namespace; nothing else is opened)."""
+    process = subprocess.Popen(
+        [
+            str(toolchain.find("kubectl")),
+            "--kubeconfig",
+            target.kubeconfig,
+            "port-forward",
+            "-n",
+            namespace,
+            resource,
+            f":{port}",
+            "--address",
+            "127.0.0.1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        found = re.search(r"127\.0\.0\.1:(\d+)", line)
+        if not found:
+            process.kill()
+            _, err = process.communicate(timeout=10)
+            raise AssertionError(f"port-forward to {resource}: {line!r} {err!r}")
+        yield int(found.group(1))
+    finally:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+        if process.poll() is None:
+            process.kill()
+
+
+def get_json(port: int, path: str) -> tuple[int, Any]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, None
+
+
+# -- the model: trained here, pushed into the cluster's registry --------------------------------
+MODEL_ROWS = int(os.environ.get("FRAUDPIPE_E2E_MODEL_ROWS", "20000"))
+# The code a trained model depends on (training, features, synthetic data, the artifact format);
+# hack/demo-cluster keys its model by the same folders.
+MODEL_INPUTS = (
+    "model/src",
+    "libs/common/src/fraudpipe_common/features",
+    "libs/common/src/fraudpipe_common/synthetic",
+    "libs/common/src/fraudpipe_common/contracts",
+    "libs/common/src/fraudpipe_common/model_artifact.py",
+)
+
+
+def model_inputs_key() -> str:
+    """Digest of what a trained model depends on: retrain only when one of them changes."""
+    digest = hashlib.sha256(str(MODEL_ROWS).encode())
+    files = [REPO / "uv.lock"]
+    for folder in MODEL_INPUTS:
+        path = REPO / folder
+        files += [path] if path.is_file() else sorted(path.rglob("*.py"))
+    for path in files:
+        digest.update(str(path.relative_to(REPO)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def trained_model() -> Path:
+    """A small gradient-boosted model, cached under ~/.cache/fraudpipe/e2e by its inputs."""
+    out = toolchain.cache_dir() / "e2e" / f"model-{model_inputs_key()}"
+    if not (out / "card.json").exists():
+        scratch = out.with_name(out.name + ".partial")
+        run(
+            [
+                str(Path(sys.executable).with_name("fraudpipe-model")),
+                "train",
+                "--rows",
+                str(MODEL_ROWS),
+                "--out",
+                str(scratch),
+            ]
+        )
+        scratch.rename(out)
+    return out
+
+
+def push_model(target: Target, namespace: str, model: Path) -> str:
+    """Push through a port-forward; return the reference pods use (the Service's name)."""
+    with port_forward(target, namespace, f"svc/{REGISTRY}", REGISTRY_PORT) as port:
+        wait_for(lambda: get_json(port, "/v2/")[0] == 200, "registry answers", 60)
+        pushed = run(
+            [
+                str(Path(sys.executable).with_name("fraudpipe-model")),
+                "push",
+                str(model),
+                f"127.0.0.1:{port}/fraudpipe/models/e2e:latest",
+            ]
+        ).stdout.strip()
+    digest = pushed.splitlines()[-1].split("@", 1)[1]
+    return f"{REGISTRY}.{namespace}.svc:{REGISTRY_PORT}/fraudpipe/models/e2e@{digest}"
+
+
+def registry_objects(target: Target, namespace: str) -> list[dict[str, Any]]:
+    """A plain-HTTP OCI registry inside the namespace, as a user's own registry would be."""
+    labels = {"app.kubernetes.io/name": REGISTRY}
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": REGISTRY, "namespace": namespace, "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "containers": [
+                            {
+                                "name": "registry",
+                                "image": target.registry_image,
+                                "imagePullPolicy": "IfNotPresent",
+                                "ports": [{"containerPort": REGISTRY_PORT}],
+                                "volumeMounts": [
+                                    {"name": "data", "mountPath": "/var/lib/registry"}
+                                ],
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/v2/", "port": REGISTRY_PORT},
+                                    "periodSeconds": 2,
+                                },
+                            }
+                        ],
+                        "volumes": [{"name": "data", "emptyDir": {}}],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": REGISTRY, "namespace": namespace, "labels": labels},
+            "spec": {"selector": labels, "ports": [{"port": REGISTRY_PORT}]},
+        },
+    ]
+
+
+# -- reading Kafka from inside the cluster ------------------------------------------------------
+# Runs in a pod on the scorer's image (aiokafka is there). It snapshots the end of the
+# transactions topic, reads every transaction up to it, then reads decisions.v1 as a
+# read_committed consumer until each of those transactions has a decision and up to the end
+# the topic had at that moment, and prints one JSON line: how many transactions, which have no
+# decision, which have more than one.
+CHECK_SCRIPT = r"""
+import asyncio, collections, json, os, time
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+async def consumer(topic):
+    c = AIOKafkaConsumer(bootstrap_servers=os.environ["BOOTSTRAP"], enable_auto_commit=False,
+                         isolation_level="read_committed", auto_offset_reset="earliest")
+    await c.start()
+    cluster = await c._client.fetch_all_metadata()
+    tps = [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or [])]
+    assert tps, f"no partitions of {topic}"
+    c.assign(tps)
+    await c.seek_to_beginning(*tps)
+    return c, tps
+
+async def main():
+    deadline = time.monotonic() + float(os.environ["WITHIN_S"])
+    txc, tps = await consumer(os.environ["TX_TOPIC"])
+    ends = await txc.end_offsets(tps)
+    produced = set()
+    for tp in tps:
+        while await txc.position(tp) < ends[tp]:
+            for m in (await txc.getmany(tp, timeout_ms=1000)).get(tp, []):
+                if m.offset < ends[tp]:
+                    produced.add(json.loads(m.value)["tx_id"])
+    await txc.stop()
+    dc, dtps = await consumer(os.environ["DECISIONS_TOPIC"])
+    counts = collections.Counter()
+    drain_to = None  # the decisions' end once every transaction was seen: read up to it
+    while time.monotonic() < deadline:
+        batch = await dc.getmany(timeout_ms=2000, max_records=5000)
+        for messages in batch.values():
+            for m in messages:
+                counts[json.loads(m.value)["tx_id"]] += 1
+        if drain_to is None and produced <= counts.keys():
+            drain_to = await dc.end_offsets(dtps)
+        if drain_to is not None and all(
+            [await dc.position(tp) >= drain_to[tp] for tp in dtps]
+        ):
+            break
+    await dc.stop()
+    missing = sorted(produced - counts.keys())
+    duplicated = {t: n for t, n in counts.items() if n > 1}
+    print(json.dumps({"produced": len(produced), "decisions": sum(counts.values()),
+                      "missing": len(missing), "missing_sample": missing[:5],
+                      "duplicated": len(duplicated),
+                      "duplicated_sample": dict(list(duplicated.items())[:5])}))
+
+asyncio.run(main())
+"""
+
+
+def check_exactly_once(
+    core: client.CoreV1Api, target: Target, namespace: str, within_s: float = 240
+) -> dict[str, Any]:
+    """Run the checker pod (labelled as part of the pipeline, which the broker's
+    NetworkPolicy admits) and return its verdict."""
+    name = f"exactly-once-{int(time.time() * 1000) % 10**8}"
+    uid = 10001
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"fraudpipe.io/pipeline": PIPELINE}},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": uid,
+                "runAsGroup": uid,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "check",
+                    "image": target.image("scorer"),
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["python", "-c", CHECK_SCRIPT],
+                    "env": [
+                        {"name": "BOOTSTRAP", "value": f"{PIPELINE}-kafka:9092"},
+                        {"name": "TX_TOPIC", "value": "transactions.v1"},
+                        {"name": "DECISIONS_TOPIC", "value": "decisions.v1"},
+                        {"name": "WITHIN_S", "value": str(within_s - 30)},
+                    ],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                }
+            ],
+            "volumes": [{"name": "tmp", "emptyDir": {}}],
+        },
+    }
+    core.create_namespaced_pod(namespace, pod)
+    try:
+
+        def finished() -> str | None:
+            phase: str = core.read_namespaced_pod(name, namespace).status.phase
+            return phase if phase in ("Succeeded", "Failed") else None
+
+        phase = wait_for(finished, f"checker pod {name} finished", within_s)
+        log: str = core.read_namespaced_pod_log(name, namespace)
+        assert phase == "Succeeded", f"checker pod failed:\n{log[-3000:]}"
+        verdict: dict[str, Any] = json.loads(log.strip().splitlines()[-1])
+        return verdict
+    finally:
+        core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)

@@ -1,0 +1,192 @@
+"""fraudpipe end to end on real pods: the chart installed with helm, one FraudPipeline with the
+demo producer on, every pod running, decisions flowing, alerts served by the API Service, no
+transaction lost or decided twice when a scorer is killed or the scorer image rolls, and
+nothing left once the FraudPipeline is deleted.
+
+The tests share one pipeline and run in file order (the last one deletes it). The same module
+runs on this machine's node cluster and on kind (docs/development.md, "End-to-end").
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from e2e_harness import PIPELINE, Target, check_exactly_once, get_json, port_forward
+from operator_harness import Pipelines, wait_for
+
+pytestmark = [pytest.mark.k8s, pytest.mark.timeout(900)]
+
+SELECTOR = f"fraudpipe.io/pipeline={PIPELINE}"
+
+
+def pipeline_pods(core: client.CoreV1Api, namespace: str) -> list[Any]:
+    return [
+        pod
+        for pod in core.list_namespaced_pod(namespace, label_selector=SELECTOR).items
+        if pod.metadata.deletion_timestamp is None
+    ]
+
+
+def ready(pod: Any) -> bool:
+    return pod.status.phase == "Running" and all(
+        status.ready for status in pod.status.container_statuses or []
+    )
+
+
+def scorer_rolled_out(apps: client.AppsV1Api, namespace: str, image: str | None = None) -> bool:
+    deployment = apps.read_namespaced_deployment(f"{PIPELINE}-scorer", namespace)
+    spec, status = deployment.spec, deployment.status
+    return (
+        (image is None or spec.template.spec.containers[0].image == image)
+        and (status.observed_generation or 0) >= deployment.metadata.generation
+        and (status.updated_replicas or 0) == spec.replicas
+        and (status.available_replicas or 0) == spec.replicas
+        and (status.replicas or 0) == spec.replicas
+    )
+
+
+def assert_exactly_once(verdict: dict[str, Any], at_least: int) -> None:
+    assert verdict["produced"] >= at_least, verdict
+    assert verdict["missing"] == 0, f"transactions without a decision: {verdict}"
+    assert verdict["duplicated"] == 0, f"transactions decided twice: {verdict}"
+
+
+def test_every_pod_of_the_pipeline_runs(
+    api_client: client.ApiClient, namespace: str, pipeline: dict[str, Any], target: Target
+) -> None:
+    core = client.CoreV1Api(api_client)
+    pods = pipeline_pods(core, namespace)
+    components = {pod.metadata.labels["fraudpipe.io/component"] for pod in pods}
+    assert {"kafka", "redis", "postgres", "scorer", "api", "producer"} <= components
+    for pod in pods:
+        if pod.metadata.labels["fraudpipe.io/component"] == "migrations":
+            assert pod.status.phase == "Succeeded", pod.metadata.name
+        else:
+            assert ready(pod), f"{pod.metadata.name}: {pod.status.phase}"
+    (broker,) = [p for p in pods if p.metadata.labels["fraudpipe.io/component"] == "kafka"]
+    assert broker.spec.containers[0].name == ("kafka" if target.flavor == "kafka" else "redpanda")
+    # The services run the images the chart was given, under the restricted profile.
+    (scorer, *_) = [p for p in pods if p.metadata.labels["fraudpipe.io/component"] == "scorer"]
+    assert scorer.spec.containers[0].image == target.image("scorer")
+    assert scorer.spec.containers[0].security_context.read_only_root_filesystem is True
+
+
+def test_decisions_flow_and_alerts_are_served_through_the_api_service(
+    api_client: client.ApiClient, namespace: str, pipeline: dict[str, Any], target: Target
+) -> None:
+    core = client.CoreV1Api(api_client)
+    verdict = check_exactly_once(core, target, namespace)
+    assert_exactly_once(verdict, at_least=1)
+    assert verdict["decisions"] >= verdict["produced"]
+
+    with port_forward(target, namespace, f"svc/{PIPELINE}-api", 8000) as port:
+
+        def alerts() -> list[dict[str, Any]]:
+            status, body = get_json(port, "/v1/alerts?limit=20")
+            return list(body["items"]) if status == 200 else []
+
+        found = wait_for(alerts, "an alert through the API Service", 180)
+        first = found[0]
+        assert first["decision"] in ("FLAG", "BLOCK")
+        assert first["reasons"], first
+        status, one = get_json(port, f"/v1/alerts/{first['tx_id']}")
+        assert status == 200
+        assert one["tx_id"] == first["tx_id"]
+        assert one["model_digest"].removeprefix("sha256:") in pipeline["spec"]["model"]["ref"]
+
+
+def test_a_killed_scorer_loses_and_duplicates_no_transaction(
+    api_client: client.ApiClient, namespace: str, pipeline: dict[str, Any], target: Target
+) -> None:
+    core = client.CoreV1Api(api_client)
+    apps = client.AppsV1Api(api_client)
+    before = check_exactly_once(core, target, namespace)
+    scorers = [
+        p
+        for p in pipeline_pods(core, namespace)
+        if p.metadata.labels["fraudpipe.io/component"] == "scorer"
+    ]
+    victim = scorers[0].metadata.name
+    # No grace: the process dies mid-batch, its Kafka transaction left open.
+    core.delete_namespaced_pod(victim, namespace, grace_period_seconds=0)
+    wait_for(
+        lambda: victim not in {p.metadata.name for p in pipeline_pods(core, namespace)},
+        "killed scorer gone",
+        60,
+    )
+    wait_for(lambda: scorer_rolled_out(apps, namespace), "scorer replaced", 180)
+    time.sleep(10)  # traffic keeps flowing through the replacement
+    after = check_exactly_once(core, target, namespace)
+    assert_exactly_once(after, at_least=before["produced"] + 1)
+
+
+def test_a_rolling_update_of_the_scorer_image_loses_no_transaction(
+    api_client: client.ApiClient,
+    namespace: str,
+    pipeline: dict[str, Any],
+    pipelines: Pipelines,
+    target: Target,
+) -> None:
+    core = client.CoreV1Api(api_client)
+    apps = client.AppsV1Api(api_client)
+    before = check_exactly_once(core, target, namespace)
+    pipelines.patch(PIPELINE, {"scorer": {"image": target.scorer_image_next}})
+    wait_for(
+        lambda: scorer_rolled_out(apps, namespace, target.scorer_image_next),
+        "scorer rolled to the next image",
+        300,
+    )
+    scorers = [
+        p
+        for p in pipeline_pods(core, namespace)
+        if p.metadata.labels["fraudpipe.io/component"] == "scorer"
+    ]
+    assert {p.spec.containers[0].image for p in scorers} == {target.scorer_image_next}
+    time.sleep(10)
+    after = check_exactly_once(core, target, namespace)
+    assert_exactly_once(after, at_least=before["produced"] + 1)
+
+
+def test_deleting_the_pipeline_removes_every_child(
+    api_client: client.ApiClient, namespace: str, pipeline: dict[str, Any], pipelines: Pipelines
+) -> None:
+    core = client.CoreV1Api(api_client)
+    apps = client.AppsV1Api(api_client)
+    batch = client.BatchV1Api(api_client)
+    pipelines.delete(PIPELINE)
+
+    def leftovers() -> list[str]:
+        found = [
+            *(f"pod/{p.metadata.name}" for p in pipeline_pods(core, namespace)),
+            *(
+                f"statefulset/{o.metadata.name}"
+                for o in apps.list_namespaced_stateful_set(namespace, label_selector=SELECTOR).items
+            ),
+            *(
+                f"deployment/{o.metadata.name}"
+                for o in apps.list_namespaced_deployment(namespace, label_selector=SELECTOR).items
+            ),
+            *(
+                f"service/{o.metadata.name}"
+                for o in core.list_namespaced_service(namespace, label_selector=SELECTOR).items
+            ),
+            *(
+                f"job/{o.metadata.name}"
+                for o in batch.list_namespaced_job(namespace, label_selector=SELECTOR).items
+            ),
+        ]
+        return found
+
+    wait_for(lambda: not leftovers(), "every child of the pipeline gone", 180)
+    assert leftovers() == []
+    # By design the data outlives the pipeline (docs/operator.md): claims and credentials.
+    claims = core.list_namespaced_persistent_volume_claim(namespace).items
+    assert any(c.metadata.name.startswith(f"data-{PIPELINE}-kafka-") for c in claims)

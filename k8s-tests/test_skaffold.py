@@ -26,6 +26,7 @@ CACHE_BIN = Path(os.environ.get("FRAUDPIPE_CACHE", Path.home() / ".cache" / "fra
 SERVICES = ["operator", "scorer", "api", "producer"]
 STATEFUL = ["kafka", "postgres", "redis", "registry"]
 RELEASE_NAMESPACE = "fraudpipe-system"
+OPERATOR_SELECTOR = "app.kubernetes.io/name=fraudpipe,app.kubernetes.io/component=operator"
 
 pytestmark = [
     pytest.mark.k8s,
@@ -65,6 +66,7 @@ def rendered(profile: str, tmp_path: Path) -> list[dict[str, Any]]:
         profile,
         "--offline=true",
         "--digest-source=tag",
+        "--profile-auto-activation=false",
         env={"KUBECONFIG": str(empty_kubeconfig)},
     )
     return [doc for doc in yaml.safe_load_all(out) if doc]
@@ -79,7 +81,9 @@ def operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("profile", ["local-node", "kind"])
 def test_every_profile_parses_with_one_artifact_per_image(profile: str) -> None:
-    config_yaml = yaml.safe_load(skaffold("diagnose", "--yaml-only", "-p", profile))
+    config_yaml = yaml.safe_load(
+        skaffold("diagnose", "--yaml-only", "--profile-auto-activation=false", "-p", profile)
+    )
     images = [a["image"] for a in config_yaml["build"]["artifacts"]]
     expected = SERVICES + (STATEFUL if profile == "local-node" else [])
     assert sorted(images) == sorted(f"localhost/fraudpipe/{n}" for n in expected)
@@ -143,6 +147,16 @@ def node_images(node_cluster: NodeCluster) -> set[str]:
 def test_local_node_profile_builds_imports_deploys_and_deletes(
     node_cluster: NodeCluster, tmp_path: Path
 ) -> None:
+    api_client = config.new_client_from_config(config_file=node_cluster.kubeconfig)  # type: ignore[no-untyped-call]
+    apps = client.AppsV1Api(api_client)
+    core = client.CoreV1Api(api_client)
+    running = apps.list_deployment_for_all_namespaces(label_selector=OPERATOR_SELECTOR).items
+    if running:
+        api_client.close()
+        pytest.skip(
+            f"an operator already runs on this cluster ({running[0].metadata.namespace}, e.g. "
+            "`make demo`): skaffold's release would replace it; `hack/cluster down` first"
+        )
     artifacts_file = tmp_path / "build.json"
     hack_skaffold(
         node_cluster,
@@ -161,9 +175,6 @@ def test_local_node_profile_builds_imports_deploys_and_deletes(
         i.startswith("localhost/fraudpipe/kafka:") for i in in_node
     )
 
-    api_client = config.new_client_from_config(config_file=node_cluster.kubeconfig)  # type: ignore[no-untyped-call]
-    apps = client.AppsV1Api(api_client)
-    core = client.CoreV1Api(api_client)
     try:
         hack_skaffold(
             node_cluster,
@@ -182,7 +193,7 @@ def test_local_node_profile_builds_imports_deploys_and_deletes(
 
         def operator_pod_running() -> bool:
             pods = core.list_namespaced_pod(
-                RELEASE_NAMESPACE, label_selector="app.kubernetes.io/name=fraudpipe"
+                RELEASE_NAMESPACE, label_selector=OPERATOR_SELECTOR
             ).items
             return any(
                 p.status.phase == "Running"
@@ -199,4 +210,14 @@ def test_local_node_profile_builds_imports_deploys_and_deletes(
         within_s=120,
     )
     core.delete_namespace(RELEASE_NAMESPACE)
+
+    def namespace_gone() -> bool:
+        try:
+            core.read_namespace(RELEASE_NAMESPACE)
+        except client.ApiException as exc:
+            return exc.status == 404
+        return False
+
+    # The end-to-end suite installs its release into the same namespace next.
+    wait_for(namespace_gone, f"namespace {RELEASE_NAMESPACE} deleted", within_s=120)
     api_client.close()

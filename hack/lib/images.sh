@@ -236,14 +236,16 @@ export_image() {
   id="$(image_id "$ref")" || die "image $name" "find $ref in buildah's storage" "hack/images build $name"
   mkdir -p "$dir"
   local tarball="$dir/$name.tar"
-  if [[ -s "$tarball" && "$(cat "$tarball.id" 2>/dev/null)" == "$id" ]]; then echo "$tarball"; return 0; fi
+  # Keyed by the reference too: the same image exported under another tag (FRAUDPIPE_IMAGE_TAG)
+  # must not be imported under the old name.
+  if [[ -s "$tarball" && "$(cat "$tarball.id" 2>/dev/null)" == "$id $ref" ]]; then echo "$tarball"; return 0; fi
   # Written aside and renamed, so a concurrent reader never sees half an archive.
   local partial="$tarball.$$.tmp"
   rm -f "$partial"
   buildah push --quiet "$ref" "docker-archive:$partial:$ref" >/dev/null \
     || { rm -f "$partial"; die "image $name" "buildah push $ref docker-archive:$tarball" "check free disk space in $dir"; }
   mv "$partial" "$tarball"
-  echo "$id" >"$tarball.id"
+  echo "$id $ref" >"$tarball.id"
   echo "$tarball"
 }
 

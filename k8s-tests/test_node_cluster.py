@@ -327,6 +327,6 @@ def test_cluster_down_leaves_nothing_on_the_host(node_cluster: NodeCluster) -> N
         "mounts": [],
         "links": [],
         "routes": [],
-        "route claims": [],
+        "claims": [],
         "iptables": [],
     }

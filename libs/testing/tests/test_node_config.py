@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from fraudpipe_testing.stack.node_images import Layer, docker_archive
+from fraudpipe_testing.stack.services import node
 from fraudpipe_testing.stack.services.node import (
     BRIDGE,
     DNS_SERVICE_IP,
@@ -55,3 +59,19 @@ def test_cluster_dns_serves_only_the_cluster_domain(tmp_path: Path) -> None:
     assert kinds["EndpointSlice"]["endpoints"][0]["addresses"] == [NODE_IP]
     annotations = kinds["StorageClass"]["metadata"]["annotations"]
     assert annotations["storageclass.kubernetes.io/is-default-class"] == "true"
+
+
+def test_the_machine_has_one_node_cluster_owner_while_it_lives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(node, "OWNER_FILE", tmp_path / "node-cluster.json")
+    mine, theirs = tmp_path / "a" / "node", tmp_path / "b" / "node"
+    assert node.machine_owner() is None
+    node._claim_machine(theirs, os.getpid())
+    assert node.machine_owner() == theirs
+    node._release_machine(mine)  # not mine to release
+    assert node.machine_owner() == theirs
+    node._release_machine(theirs)
+    assert node.machine_owner() is None
+    node._claim_machine(theirs, 2**22 + 1)  # beyond pid_max: a dead owner
+    assert node.machine_owner() is None

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -242,15 +241,16 @@ def node_cluster() -> Iterator[NodeCluster]:
     if os.geteuid() != 0:
         pytest.skip("a real node needs root (containerd, bridge, iptables); run as root")
     from fraudpipe_testing.stack.cluster_cli import cluster
-    from fraudpipe_testing.stack.services.node import BRIDGE
+    from fraudpipe_testing.stack.services.node import bridge_exists, machine_owner
 
     # A developer's running `hack/cluster` is used as is.
     developers = cluster()
     if developers.status()["node"] == "healthy":
         yield NodeCluster(developers.env()["KUBECONFIG"], None)
         return
-    if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode == 0:
-        pytest.skip(f"another test session's node cluster runs on this machine ({BRIDGE} exists)")
+    if (owner := machine_owner()) is not None or bridge_exists():
+        where = f", from {owner.parent}" if owner else ""
+        pytest.skip(f"another node cluster runs on this machine{where}")
 
     root = Path(tempfile.mkdtemp(prefix="fraudpipe-test-cluster-", dir="/tmp"))
     stack = cluster(root)

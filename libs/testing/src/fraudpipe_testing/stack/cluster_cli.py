@@ -17,7 +17,12 @@ from pathlib import Path
 from fraudpipe_testing.stack.cli import exports
 from fraudpipe_testing.stack.core import Stack
 from fraudpipe_testing.stack.process import StackError
-from fraudpipe_testing.stack.services.node import NodeClusterService, host_cleanup, import_images
+from fraudpipe_testing.stack.services.node import (
+    NodeClusterService,
+    host_cleanup,
+    import_images,
+    unmount_under,
+)
 
 
 def default_root() -> Path:
@@ -48,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             if stack.status()["node"] == "stopped":
                 # A cluster that crashed without its state file may have left mounts in the
                 # folder `up` is about to empty: detach them first.
-                host_cleanup(stack.root / "node", None)
+                unmount_under(stack.root / "node")
             print(exports(stack.up()))
             print(
                 f'# cluster up in {stack.root}; load it with: eval "$(hack/cluster env)"',
@@ -56,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif args.command == "down":
             stack.down()
-            # Also what a crashed cluster left without a state file.
+            # Also what a crashed cluster left without a state file (never the host-wide
+            # pieces of a node cluster that runs from another folder).
             host_cleanup(stack.root / "node", None)
         elif args.command == "env":
             print(exports(stack.env()))

@@ -348,7 +348,35 @@ def import_images(workdir: Path, tarballs: list[Path]) -> None:
         _ctr(workdir, "images", "import", str(tarball))
 
 
-def preflight() -> None:
+# The machine holds one node cluster (one bridge, one set of KUBE-* chains). Its owner is
+# recorded with a live pid, so that no other `up`, `down` or crash cleanup touches the
+# host-wide pieces of a cluster that runs from another folder.
+OWNER_FILE = network.CLAIMS_DIR.parent / "node-cluster.json"
+
+
+def machine_owner() -> Path | None:
+    """The folder of the node cluster that runs on this machine, if one does."""
+    try:
+        record = json.loads(OWNER_FILE.read_text())
+    except (OSError, ValueError):
+        return None
+    return Path(record["workdir"]) if alive(int(record["pid"])) else None
+
+
+def _claim_machine(workdir: Path, pid: int) -> None:
+    OWNER_FILE.parent.mkdir(parents=True, exist_ok=True)
+    tmp = OWNER_FILE.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"workdir": str(workdir), "pid": pid}))
+    tmp.replace(OWNER_FILE)
+
+
+def _release_machine(workdir: Path) -> None:
+    owner = machine_owner()
+    if owner is None or owner == workdir:
+        OWNER_FILE.unlink(missing_ok=True)
+
+
+def preflight(workdir: Path) -> None:
     if os.geteuid() != 0:
         raise StackError(
             "node: a real node needs root (containerd, network devices, iptables, mounts); "
@@ -356,11 +384,21 @@ def preflight() -> None:
         )
     if not (CNI_BIN_DIR / "bridge").exists():
         raise StackError(f"node: no CNI plugins in {CNI_BIN_DIR}; run: hack/provision node")
-    if _run("ip", "-o", "link", "show", BRIDGE, check=False).returncode == 0:
+    owner = machine_owner()
+    if owner is not None and owner != workdir:
         raise StackError(
-            f"node: the bridge {BRIDGE} exists, so another node cluster runs on this machine "
-            "(or one was not torn down); stop it with: hack/cluster down"
+            f"node: another node cluster runs on this machine, from {owner.parent}; stop it "
+            f"first: FRAUDPIPE_CLUSTER_DIR={owner.parent} hack/cluster down"
         )
+    if bridge_exists():
+        raise StackError(
+            f"node: the bridge {BRIDGE} exists, so a node cluster runs on this machine or one "
+            "was not torn down; stop it with: hack/cluster down"
+        )
+
+
+def bridge_exists() -> bool:
+    return _run("ip", "-o", "link", "show", BRIDGE, check=False).returncode == 0
 
 
 def _bridge_up() -> None:
@@ -416,12 +454,18 @@ def leftovers(workdir: Path) -> dict[str, list[str]]:
         if any(r in cmdline for r in roots):
             procs.append(f"{entry.name} {cmdline.strip()}")
     claim = network.claim_file(workdir)
+    if OWNER_FILE.exists() and str(workdir) in OWNER_FILE.read_text():
+        claims = [str(OWNER_FILE)]
+    else:
+        claims = []
+    if claim.exists():
+        claims.append(str(claim))
     return {
         "processes": procs,
         "mounts": mounts,
         "links": links,
         "routes": routes,
-        "route claims": [str(claim)] if claim.exists() else [],
+        "claims": claims,
         "iptables": _iptables_rules_left(),
     }
 
@@ -498,19 +542,30 @@ def _sandbox_netns(workdir: Path) -> list[str]:
     return paths
 
 
-def host_cleanup(workdir: Path, ip_forward_before: str | None) -> None:
-    """Undo every host change of a node cluster; safe to run twice or after a crash."""
-    _clean_iptables()
+def unmount_under(workdir: Path) -> None:
+    """Detach every mount in the cluster's folders (before anything deletes them)."""
     roots = (str(workdir), str(containerd_root(workdir)))
     for mountpoint in sorted(_mountpoints(), key=len, reverse=True):
         if mountpoint.startswith(roots):
             _run("umount", "-l", mountpoint, check=False)
+
+
+def host_cleanup(workdir: Path, ip_forward_before: str | None) -> None:
+    """Undo every host change of the node cluster of `workdir`; safe to run twice or after a
+    crash. The host-wide pieces (bridge, iptables, sysctl, cgroups) are left alone while
+    another folder's node cluster owns the machine."""
+    unmount_under(workdir)
+    owner = machine_owner()
+    if owner is not None and owner != workdir:
+        return
+    _clean_iptables()
     for line in _run("ip", "-o", "link", "show", "master", BRIDGE, check=False).stdout.splitlines():
         _run("ip", "link", "del", line.split(":")[1].strip().split("@")[0], check=False)
     _run("ip", "link", "del", BRIDGE, check=False)
     if ip_forward_before is not None and IP_FORWARD.exists():
         IP_FORWARD.write_text(ip_forward_before)
     _remove_kubelet_cgroups()
+    _release_machine(workdir)
 
 
 # -- the service --------------------------------------------------------------------------------
@@ -518,15 +573,18 @@ class NodeClusterService:
     name = "node"
 
     def start(self, workdir: Path) -> Running:
-        preflight()
+        preflight(workdir)
         ip_forward_before = IP_FORWARD.read_text().strip()
         procs: list[Spawned] = []
         try:
+            _claim_machine(workdir, os.getpid())
             _bridge_up()
             _run("iptables", *egress_rule("-I"))
             # On the bridge's address, so pods reach the API through the `kubernetes` Service
             # (operators run in the cluster); the host reaches it there too.
             plane = start_control_plane(workdir, procs, kubelet_access=True, api_address=NODE_IP)
+            # The claim lives as long as the cluster's etcd, like the route claim.
+            _claim_machine(workdir, procs[0].pid)
             procs.append(self._containerd(workdir))
             import_images(workdir, node_images())
             procs.append(self._kubelet(workdir, plane))

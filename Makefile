@@ -62,7 +62,7 @@ e2e: provision sync ## k8s-tests/e2e on the node cluster (up if needed; images b
 demo: provision sync ## the whole product on the node cluster: operator, pipeline, live alerts
 	hack/demo-cluster
 
-demo-stack: provision sync ## the scorer alone on the loopback stack (no cluster; quicker)
+demo-stack: provision sync ## the scorer alone on the loopback stack (no cluster, no root)
 	hack/demo
 
 clean: ## remove the virtualenv and caches of the linters (not the toolchain cache)

@@ -66,6 +66,8 @@ def test_a_valid_message_decodes_with_extra_fields_kept() -> None:
         ({"ts": "2026-01-01T+1:00:00Z"}, "invalid_field", "ts"),
         ({"ts": "2026-01-01T12:00:00.-12Z"}, "invalid_field", "ts"),
         ({"mcc": "54\uff111"}, "invalid_field", "mcc"),  # a full-width digit
+        ({"user_id": "u\x001"}, "invalid_field", "user_id"),  # PostgreSQL text holds no NUL
+        ({"ip": "10.0.0.1\x00"}, "invalid_field", "ip"),
     ],
 )
 def test_both_validators_reject_the_same_bad_fields(

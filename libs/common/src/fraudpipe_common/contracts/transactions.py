@@ -34,7 +34,10 @@ _FAST_TS = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{3}))?[Zz]"
 )
 
-Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+# No NUL: PostgreSQL text cannot hold one, and an id that cannot be stored would block its
+# partition instead of going to the DLQ.
+_NO_NUL = r"^[^\x00]*$"
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=_NO_NUL)]
 
 
 class Transaction(BaseModel):
@@ -53,7 +56,9 @@ class Transaction(BaseModel):
     country: str = Field(pattern=_COUNTRY.pattern, description="ISO 3166-1 alpha-2 code.")
     channel: Channel = Field(description="pos, ecom, atm or transfer.")
     device_id: Identifier = Field(description="Device or terminal fingerprint.")
-    ip: str | None = Field(default=None, max_length=64, description="Client IP, when known.")
+    ip: str | None = Field(
+        default=None, max_length=64, pattern=_NO_NUL, description="Client IP, when known."
+    )
 
     @field_validator("ts", mode="before")
     @classmethod
@@ -132,8 +137,8 @@ def decode_transaction(data: bytes) -> Tx:
     get = obj.get
     for name in _REQUIRED_STRINGS:
         value = get(name)
-        if type(value) is not str or not 0 < len(value) <= MAX_ID_LENGTH:
-            _field_error(name, value, f"a string of 1 to {MAX_ID_LENGTH} characters")
+        if type(value) is not str or not 0 < len(value) <= MAX_ID_LENGTH or "\x00" in value:
+            _field_error(name, value, f"a string of 1 to {MAX_ID_LENGTH} characters, no NUL")
     amount_text = get("amount")
     if type(amount_text) is not str or not _AMOUNT.fullmatch(amount_text):
         _field_error("amount", amount_text, 'a decimal string such as "12.50"')
@@ -151,8 +156,8 @@ def decode_transaction(data: bytes) -> Tx:
     if channel not in _CHANNEL_SET:
         _field_error("channel", channel, f"one of {', '.join(CHANNELS)}")
     ip = get("ip")
-    if ip is not None and (type(ip) is not str or len(ip) > 64):
-        _field_error("ip", ip, "a string of at most 64 characters")
+    if ip is not None and (type(ip) is not str or len(ip) > 64 or "\x00" in ip):
+        _field_error("ip", ip, "a string of at most 64 characters, no NUL")
     return Tx(
         obj["tx_id"],
         parse_utc_timestamp(get("ts")),

@@ -59,7 +59,9 @@ end
 -- The batch's replay records and users, each fetched once.
 local record_keys, users, user_keys = {}, {}, {}
 for i, t in ipairs(txs) do
-  record_keys[i] = prefix .. 'tx:' .. t[1]
+  -- 'txv:', not the first layout's 'tx:' (text values): a replay record of that layout must
+  -- never be read as packed doubles.
+  record_keys[i] = prefix .. 'txv:' .. t[1]
   if users[t[2]] == nil then
     users[t[2]] = false
     user_keys[#user_keys + 1] = t[2]

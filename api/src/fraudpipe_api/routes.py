@@ -323,22 +323,31 @@ async def score(request: Request, tx: Transaction, _key: Any = WriteKey) -> Resp
 
 
 # -- statistics ---------------------------------------------------------------------------------
-@router.get("/stats", response_model=Stats, responses=_ERRORS, tags=["stats"])
-async def stats(
-    request: Request,
-    _key: Any = ReadKey,
-    window: Annotated[
-        str, Query(max_length=32, pattern=DURATION_PATTERN, description="e.g. 15m, 1h, 7d")
-    ] = "1h",
-) -> Response:
-    """Counts by decision, alert rate, precision from feedback, top users by alerts."""
-    state = _state(request)
-    window_s = _window(window)
+Window = Annotated[
+    str, Query(max_length=32, pattern=DURATION_PATTERN, description="e.g. 15m, 1h, 7d")
+]
+
+
+async def _alert_stats(state: AppState, window_s: float) -> tuple[dt.datetime, dict[str, Any]]:
+    """The window's start and the alert statistics PostgreSQL holds for it."""
     since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=window_s)
     async with dependency("postgres", state.settings.retry_after_s):
         pool = await state.clients.pool()
         async with pool.acquire() as conn:
             found = await queries.alert_stats(conn, since)
+    return since, found
+
+
+@router.get("/stats", response_model=Stats, responses=_ERRORS, tags=["stats"])
+async def stats(
+    request: Request,
+    _key: Any = ReadKey,
+    window: Window = "1h",
+) -> Response:
+    """Counts by decision, alert rate, precision from feedback, top users by alerts."""
+    state = _state(request)
+    window_s = _window(window)
+    since, found = await _alert_stats(state, window_s)
     totals = await decision_counts(
         state.settings.prometheus_url, window_s, "decision", state.settings.dependency_timeout_s
     )
@@ -372,18 +381,12 @@ async def stats(
 async def models(
     request: Request,
     _key: Any = ReadKey,
-    window: Annotated[
-        str, Query(max_length=32, pattern=DURATION_PATTERN, description="e.g. 15m, 1h, 7d")
-    ] = "1h",
+    window: Window = "1h",
 ) -> Response:
     """The models that decided in the window, their traffic share and alert share."""
     state = _state(request)
     window_s = _window(window)
-    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=window_s)
-    async with dependency("postgres", state.settings.retry_after_s):
-        pool = await state.clients.pool()
-        async with pool.acquire() as conn:
-            found = await queries.alert_stats(conn, since)
+    _, found = await _alert_stats(state, window_s)
     counts = await decision_counts(
         state.settings.prometheus_url,
         window_s,

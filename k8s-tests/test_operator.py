@@ -182,7 +182,7 @@ def test_managed_example_reaches_ready_with_every_child(
     )
     assert (
         "fraudpipe_operator_pipeline_ready",
-        {"namespace": ns, "name": "payments"},
+        {"pipeline_namespace": ns, "pipeline": "payments"},
         1.0,
     ) in samples
 

@@ -88,9 +88,17 @@ def error_response(
     )
 
 
+def _count_dependency_error(request: Request, dependency: str) -> None:
+    state = getattr(request.app.state, "fraudpipe", None)
+    if state is not None:
+        state.metrics.dependency_errors.labels(dependency).inc()
+
+
 def install(app: FastAPI) -> None:
-    async def api_error(_: Request, exc: Exception) -> Response:
+    async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
+        if isinstance(exc, DependencyUnavailable):
+            _count_dependency_error(request, exc.dependency)
         return error_response(
             exc.status, {"error": exc.code, "detail": exc.detail}, exc.headers or None
         )
@@ -122,9 +130,10 @@ def install(app: FastAPI) -> None:
             dict(exc.headers) if exc.headers else None,
         )
 
-    async def unexpected(_: Request, exc: Exception) -> Response:
+    async def unexpected(request: Request, exc: Exception) -> Response:
         if isinstance(exc, _DOWN):
             log.warning("dependency unavailable: %r", exc)
+            _count_dependency_error(request, "unknown")
             return error_response(
                 503,
                 {"error": "dependency_unavailable", "detail": "a dependency is unavailable"},

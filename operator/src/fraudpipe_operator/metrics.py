@@ -1,4 +1,9 @@
-"""The operator's Prometheus metrics."""
+"""The operator's Prometheus metrics, prefix fraudpipe_operator_: the scheme of docs/metrics.md.
+
+A pipeline is labelled `pipeline_namespace` and `pipeline`, not `namespace` and `name`: a
+ServiceMonitor sets `namespace` to the operator's own namespace (the target's), which would
+rename ours to `exported_namespace`.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +16,17 @@ RECONCILES = Counter(
 )
 RECONCILE_ERRORS = Counter(
     "fraudpipe_operator_reconcile_errors_total",
-    "Reconciliations that raised, by trigger and error type.",
+    "Reconciliations that raised, by trigger and exception class.",
     ["trigger", "error"],
 )
 RECONCILE_SECONDS = Histogram(
     "fraudpipe_operator_reconcile_duration_seconds",
-    "Time spent reconciling one FraudPipeline.",
+    "Seconds spent reconciling one FraudPipeline, by trigger.",
     ["trigger"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 PIPELINE_READY = Gauge(
     "fraudpipe_operator_pipeline_ready",
-    "1 when the FraudPipeline is Ready.",
-    ["namespace", "name"],
+    "1 when the FraudPipeline is Ready, 0 otherwise (set after each reconcile).",
+    ["pipeline_namespace", "pipeline"],
 )

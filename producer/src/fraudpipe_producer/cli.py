@@ -36,6 +36,7 @@ from fraudpipe_common.contracts.labels import Label
 from fraudpipe_common.kafka import KafkaSettings, TopicSettings
 from fraudpipe_common.synthetic import PopulationConfig, TrafficConfig, generate
 from fraudpipe_producer.csv_adapters import FORMATS, CsvOptions, CsvReport, read_csv
+from fraudpipe_producer.metrics import ProducerMetrics
 from fraudpipe_producer.pacing import RateLimiter
 from fraudpipe_producer.progress import Progress
 from fraudpipe_producer.settings import ProducerSettings
@@ -166,12 +167,24 @@ def parse_args(
         default=10.0,
         help="seconds to wait for the broker before giving up",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=defaults.metrics_port,
+        help="serve Prometheus /metrics on this port while running (0 = off)",
+    )
     parser.add_argument("--verbose", action="store_true", help="show librdkafka's own log")
     args = parser.parse_args(argv)
     if args.from_csv and not args.csv_format:
         parser.error("--from-csv needs --csv-format (paysim or kaggle)")
     try:  # the flags that override settings obey the settings' bounds
-        ProducerSettings(rps=args.rps, fraud_rate=args.fraud_rate, seed=args.seed, users=args.users)
+        ProducerSettings(
+            rps=args.rps,
+            fraud_rate=args.fraud_rate,
+            seed=args.seed,
+            users=args.users,
+            metrics_port=args.metrics_port,
+        )
     except ValidationError as exc:
         parser.error(describe(exc, lambda field: "--" + field.replace("_", "-")))
     if args.labels_to and args.labels_to == f"kafka:{args.topic}":
@@ -211,7 +224,7 @@ def open_labels(target: str | None, sink: KafkaSink) -> LabelSink | None:
     return FileLabelSink(Path(target))
 
 
-def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
+def run(args: argparse.Namespace, kafka: KafkaSettings, metrics_host: str) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.CRITICAL,
         format="%(levelname)s %(name)s: %(message)s",
@@ -227,6 +240,9 @@ def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
             file=sys.stderr,
         )
     labels = open_labels(args.labels_to, sink)
+    metrics = ProducerMetrics()
+    if args.metrics_port:
+        metrics.serve(args.metrics_port, metrics_host)
     report = CsvReport()
     source = replayed(args, report) if args.from_csv else synthetic(args)
     limiter, progress = RateLimiter(args.rps), Progress(enabled=args.progress)
@@ -258,9 +274,11 @@ def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
         if sent % step == 0:
             limiter.acquire(step)
             progress.update(sent, sink.errors, fraud)
+            metrics.update(sent, fraud, sink.errors)
             if deadline is not None and time.monotonic() >= deadline:
                 break
     undelivered = sink.flush()
+    metrics.update(sent, fraud, sink.errors + undelivered)
     if labels is not None:
         labels.close()
     summary = progress.finish(sent, sink.errors + undelivered, fraud)
@@ -309,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: {describe(exc, lambda name: 'KAFKA_' + name.upper())}", file=sys.stderr)
         return 2
     try:
-        return run(args, kafka)
+        return run(args, kafka, defaults.metrics_host)
     except ProducerError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2

@@ -17,3 +17,7 @@ class ProducerSettings(BaseSettings):
     )
     seed: int = Field(default=7, description="Random seed: same seed, same traffic.")
     users: int = Field(default=10_000, ge=1, description="Size of the simulated population.")
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="Port of /metrics; 0 = no metrics endpoint."
+    )
+    metrics_host: str = Field(default="0.0.0.0", description="Address /metrics listens on.")  # noqa: S104

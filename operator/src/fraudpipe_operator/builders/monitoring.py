@@ -1,12 +1,17 @@
 """Prometheus Operator objects: ServiceMonitors (scorer, API, broker) and one PrometheusRule.
 
-Metric names are the ones the scorer exports (`fraudpipe_scorer_*`, scorer/…/metrics.py); the
-broker's come from Redpanda's `/public_metrics`.
+The rules are prometheus_rules.yaml beside this module, filled in per pipeline; metric names
+are those of docs/metrics.md. The broker's metrics come from Redpanda's `/public_metrics`.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from fraudpipe_operator.builders.common import child_name, metadata, selector_labels
 from fraudpipe_operator.models import FraudPipeline
@@ -47,69 +52,66 @@ def build_kafka_servicemonitor(pipeline: FraudPipeline) -> dict[str, Any]:
     return service_monitor(pipeline, "kafka", "admin", "/public_metrics")
 
 
-def build_pipeline_prometheusrule(pipeline: FraudPipeline) -> dict[str, Any]:
+# The rules' one copy; the tests load it through the same functions.
+RULES_FILE = Path(__file__).with_name("prometheus_rules.yaml")
+_PLACEHOLDER = re.compile(r"\$\(([a-z_]+)\)")
+
+
+def rule_values(pipeline: FraudPipeline) -> dict[str, str]:
+    """What the placeholders of prometheus_rules.yaml stand for in one pipeline."""
     ns, name = pipeline.namespace, pipeline.name
-    scorer = f'namespace="{ns}", service="{child_name(pipeline, "scorer")}"'
-    decisions = f'fraudpipe_scorer_decisions_total{{{scorer}, decision!="APPROVE"}}'
-    decided = f"fraudpipe_scorer_decisions_total{{{scorer}}}"
-    failed = (
-        f"fraudpipe_scorer_dependency_errors_total{{{scorer}}}"
-        f" or fraudpipe_scorer_dlq_messages_total{{{scorer}}}"
-    )
-    labels = {"pipeline": name, "namespace": ns}
+    return {
+        "namespace": ns,
+        "pipeline": name,
+        "scorer": f'namespace="{ns}", service="{child_name(pipeline, "scorer")}"',
+        "api": f'namespace="{ns}", service="{child_name(pipeline, "api")}"',
+        "recorded": f'namespace="{ns}", pipeline="{name}"',
+        "lag_high": str(10 * pipeline.spec.scorer.autoscaling.lag_per_replica),
+    }
 
-    def alert(alert_name: str, expr: str, for_: str, severity: str, summary: str) -> dict[str, Any]:
-        return {
-            "alert": alert_name,
-            "expr": expr,
-            "for": for_,
-            "labels": {**labels, "severity": severity},
-            "annotations": {"summary": summary},
-        }
 
+def render_rule_groups(
+    values: Mapping[str, str], source: str | None = None, *, for_override: str | None = None
+) -> list[dict[str, Any]]:
+    """The rule groups with every placeholder filled and `namespace`/`pipeline` labels on
+    every rule. `for_override` replaces each alert's `for:` (the live test's shortcut; the
+    promtool tests keep the real durations)."""
+
+    def fill(text: str) -> str:
+        def value(match: re.Match[str]) -> str:
+            if match.group(1) not in values:
+                raise KeyError(f"prometheus_rules.yaml: no value for $({match.group(1)})")
+            return values[match.group(1)]
+
+        return _PLACEHOLDER.sub(value, text)
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, str):
+            return fill(node)
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if isinstance(node, dict):
+            return {key: walk(item) for key, item in node.items()}
+        return node
+
+    loaded = yaml.safe_load(RULES_FILE.read_text() if source is None else source)
+    groups: list[dict[str, Any]] = walk(loaded)["groups"]
+    for group in groups:
+        for rule in group["rules"]:
+            rule["labels"] = {
+                **rule.get("labels", {}),
+                "namespace": values["namespace"],
+                "pipeline": values["pipeline"],
+            }
+            if for_override is not None and "alert" in rule:
+                rule["for"] = for_override
+    return groups
+
+
+def build_pipeline_prometheusrule(pipeline: FraudPipeline) -> dict[str, Any]:
     return {
         "apiVersion": MONITORING_API,
         "kind": "PrometheusRule",
         "metadata": _meta(pipeline, child_name(pipeline, "alerts"), "monitoring"),
-        "spec": {
-            "groups": [
-                {
-                    "name": f"fraudpipe.{ns}.{name}",
-                    "rules": [
-                        alert(
-                            "FraudPipeConsumerLagHigh",
-                            f"sum(fraudpipe_scorer_consumer_lag_messages{{{scorer}}})"
-                            f" > {10 * pipeline.spec.scorer.autoscaling.lag_per_replica}",
-                            "5m",
-                            "warning",
-                            f"Scorer of {ns}/{name} is falling behind the transactions topic.",
-                        ),
-                        alert(
-                            "FraudPipeScorerErrorRate",
-                            f"sum(rate({failed}[5m])) / clamp_min(sum(rate({decided}[5m])), 1)"
-                            " > 0.01",
-                            "5m",
-                            "critical",
-                            f"Errors (dependencies, rejected input) above 1% of {ns}/{name}'s "
-                            "decisions.",
-                        ),
-                        alert(
-                            "FraudPipeAlertRateSpike",
-                            f"sum(rate({decisions}[10m]))"
-                            f" > 3 * sum(rate({decisions}[1d] offset 1d))",
-                            "10m",
-                            "warning",
-                            f"{ns}/{name} flags or blocks three times more than yesterday.",
-                        ),
-                        alert(
-                            "FraudPipeScorerDown",
-                            f"absent(up{{{scorer}}} == 1)",
-                            "2m",
-                            "critical",
-                            f"No scorer replica of {ns}/{name} is up.",
-                        ),
-                    ],
-                }
-            ]
-        },
+        "spec": {"groups": render_rule_groups(rule_values(pipeline))},
     }

@@ -54,6 +54,7 @@ VALUE_SETS = {
         "operator.logLevel=DEBUG",
         "operator.podLabels.team=fraud",
         "fullnameOverride=fp",
+        "dashboards.enabled=false",
     ],
 }
 

@@ -36,6 +36,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from fraudpipe_operator.builders import monitoring
+from fraudpipe_testing import toolchain
+from fraudpipe_testing.dashboard_png import render_png
 from fraudpipe_testing.plugin import PrometheusSettings
 from fraudpipe_testing.stack.process import run_async
 
@@ -115,6 +117,7 @@ class Live:
     scorer: Process
     metrics_urls: dict[str, str]
     rules: list[dict[str, Any]]
+    started_at: float = field(default_factory=time.time)
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         response = httpx.get(f"{self.prometheus}/api/v1/query", params={"query": expr}, timeout=10)
@@ -358,6 +361,8 @@ def test_the_dlq_alert_is_quiet_until_a_flood_of_bad_messages_fires_it(live: Liv
         lambda: live.query(f'fraudpipe:transactions:rate5m{{namespace="{live.namespace}"}} > 0'),
     )
     assert live.firing("FraudPipeDLQRateHigh") == []
+    # Rendering the dashboard for docs/: a few minutes of traffic first, so that it shows some.
+    time.sleep(float(os.environ.get("FRAUDPIPE_DASHBOARD_WARMUP_S", "0")))
     _flood(live)
     (alert,) = wait_for("FraudPipeDLQRateHigh firing", lambda: live.firing("FraudPipeDLQRateHigh"))
     assert alert["metric"]["pipeline"] == PIPELINE
@@ -447,6 +452,23 @@ def test_every_series_the_rules_and_the_dashboard_query_is_in_live_metrics(live:
                 for e in exprs
             ]
             assert any(live.query(e) for e in filled), f"no data: {panel['title']}"
+
+
+def test_the_dashboard_renders_from_the_live_prometheus(live: Live, tmp_path: Path) -> None:
+    """The PNG in docs/ is this test's output: FRAUDPIPE_DASHBOARD_PNG=docs/dashboard.png."""
+    out = Path(os.environ.get("FRAUDPIPE_DASHBOARD_PNG") or tmp_path / "dashboard.png")
+    render_png(
+        DASHBOARD / "fraudpipe-pipeline.json",
+        live.prometheus,
+        {"namespace": live.namespace, "pipeline": PIPELINE},
+        (live.started_at, time.time()),
+        out,
+        caption="drawn from the live test's Prometheus: one scorer at 40 tx/s with a 50 % "
+        "canary (the same model), then a flood of bad messages",
+        chromium=str(toolchain.find("chromium")),
+    )
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.stat().st_size > 20_000
 
 
 def test_stopping_the_scorer_fires_scorer_down(live: Live) -> None:

@@ -51,6 +51,7 @@ PROVISION_TARGET = {
     "promtool": "apt",
     "docker-registry": "apt",
     "kcat": "apt",
+    "chromium": "apt",
     "java": "kafka",
     "kubelet": "node",
     "kube-proxy": "node",

@@ -45,10 +45,13 @@ SERVICES = {
     "producer": "fraudpipe-produce",
 }
 STATEFUL = ["kafka", "postgres", "redis", "registry"]
+# The in-cluster end-to-end check of `skaffold verify` (k8s-tests/e2e/Dockerfile).
+E2E = "e2e"
 # The uid each image runs as: the services as the operator's pods expect (APP_UID, the chart),
 # the stateful ones as their official images do.
 EXPECTED_UID = {
     **dict.fromkeys(SERVICES, 10001),
+    E2E: 10001,
     "kafka": 1000,
     "postgres": 999,
     "redis": 999,
@@ -72,7 +75,7 @@ def free_port() -> int:
 
 
 @pytest.mark.usefixtures("built_images")
-@pytest.mark.parametrize("name", [*SERVICES, *STATEFUL])
+@pytest.mark.parametrize("name", [*SERVICES, *STATEFUL, E2E])
 def test_image_runs_as_its_numeric_non_root_user(name: str, tmp_path: Path) -> None:
     ref = image_ref(name)
     uid, gid = image_user(image_config(ref))
@@ -96,6 +99,26 @@ def test_service_console_script_answers_help_on_a_read_only_root(name: str, tmp_
     assert f"usage: {SERVICES[name]}" in output
     # onnxruntime's telemetry is off (it would warn that it cannot persist a device id here).
     assert "telemetry" not in output
+
+
+@pytest.mark.usefixtures("built_images")
+def test_e2e_image_answers_help_and_carries_a_model_but_not_its_trainer(tmp_path: Path) -> None:
+    code, output = run_to_completion(image_ref(E2E), tmp_path, args=["--help"])
+    assert code == 0, output
+    assert "usage: fraudpipe-e2e" in output
+    check = (
+        "import importlib.util as u, json;"
+        " from fraudpipe_common.model_artifact import read_model_dir;"
+        " from pathlib import Path;"
+        " print(read_model_dir(Path('/opt/fraudpipe-e2e/model')).card.family);"
+        " print([m for m in ('kubernetes', 'aiokafka', 'sklearn') if u.find_spec(m)])"
+    )
+    code, output = run_to_completion(image_ref(E2E), tmp_path, command=["python", "-c", check])
+    assert code == 0, output
+    assert "gradient_boosting" in output
+    # The seed pushes the model, the checks need kubernetes and aiokafka; training stayed in
+    # the build stage.
+    assert "['kubernetes', 'aiokafka']" in output
 
 
 @pytest.mark.usefixtures("built_images")

@@ -2,8 +2,9 @@
 # debootstrap: nothing is pulled from a container registry. Sourced by hack/images after
 # common.sh.
 #
-# Chain:  debian (debootstrap) ─► python (Debian's python3.11) ─► operator scorer api producer
+# Chain:  debian (debootstrap) ─► python (Debian's python3.11) ─► operator scorer api producer e2e
 #                              └► kafka (Maven jars + Debian's JRE), postgres, redis, registry
+# e2e is the in-cluster end-to-end check (k8s-tests/e2e/Dockerfile), for skaffold verify.
 # Each image carries the label io.fraudpipe.content-key: a hash of everything it is built from
 # (its parent's id, its files, its build arguments). A build whose key is unchanged is skipped.
 
@@ -15,7 +16,7 @@ CONTENT_KEY_LABEL=io.fraudpipe.content-key
 
 SERVICE_IMAGES=(operator scorer api producer)
 STATEFUL_IMAGES=(kafka postgres redis registry)
-ALL_IMAGES=(debian python "${SERVICE_IMAGES[@]}" "${STATEFUL_IMAGES[@]}")
+ALL_IMAGES=(debian python "${SERVICE_IMAGES[@]}" "${STATEFUL_IMAGES[@]}" e2e)
 
 # What debootstrap puts in the base. Bump BASE_REVISION when the way the rootfs is trimmed
 # changes, so the cached rootfs is rebuilt.
@@ -30,7 +31,7 @@ image_ref() {
     postgres) echo "$IMAGE_REPO/postgres:$IMAGES_POSTGRES_MAJOR" ;;
     redis) echo "$IMAGE_REPO/redis:7.0" ;;
     registry) echo "$IMAGE_REPO/registry:2.8" ;;
-    operator | scorer | api | producer) echo "$IMAGE_REPO/$1:$IMAGE_TAG" ;;
+    operator | scorer | api | producer | e2e) echo "$IMAGE_REPO/$1:$IMAGE_TAG" ;;
     *) die "image $1" "look up the image" "use one of: ${ALL_IMAGES[*]}" ;;
   esac
 }
@@ -85,6 +86,13 @@ image_sources() {
       echo pyproject.toml uv.lock "$1/Dockerfile" libs/common/src "$1/src"
       for m in "${members[@]}"; do echo "$m/pyproject.toml"; done
       ;;
+    e2e)
+      local members=(libs/common libs/testing operator scorer api producer model) m
+      echo pyproject.toml uv.lock k8s-tests/e2e/Dockerfile libs/common/src libs/testing/src model/src \
+        examples/local-node.yaml k8s-tests/e2e/e2e_checks.py k8s-tests/e2e/kafka_verdict.py \
+        k8s-tests/e2e/in_cluster.py
+      for m in "${members[@]}"; do echo "$m/pyproject.toml"; done
+      ;;
     *) echo "hack/containers/$1" ;;
   esac
 }
@@ -107,7 +115,7 @@ build_args() {
   parent="$(image_parent "$1")"
   if [[ -n "$parent" ]]; then echo "--build-arg=BASE_IMAGE=$(image_ref "$parent")"; fi
   case "$1" in
-    operator | scorer | api | producer) echo "--build-arg=UV_VERSION=$UV_VERSION" ;;
+    operator | scorer | api | producer | e2e) echo "--build-arg=UV_VERSION=$UV_VERSION" ;;
     postgres) echo "--build-arg=POSTGRES_MAJOR=$IMAGES_POSTGRES_MAJOR" ;;
   esac
   return 0
@@ -186,6 +194,7 @@ build_image() {
   local context="$REPO_ROOT" dockerfile
   case "$name" in
     operator | scorer | api | producer) dockerfile="$REPO_ROOT/$name/Dockerfile" ;;
+    e2e) dockerfile="$REPO_ROOT/k8s-tests/e2e/Dockerfile" ;;
     kafka) context="$(kafka_context)"; dockerfile="$context/Dockerfile" ;;
     *) context="$IMAGE_DEFS/$name"; dockerfile="$context/Dockerfile" ;;
   esac

@@ -20,8 +20,8 @@ from kubernetes import client, config, utils
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from e2e_checks import PIPELINE, pipeline_body
 from e2e_harness import (
-    PIPELINE,
     Target,
     push_model,
     registry_objects,
@@ -34,7 +34,6 @@ from operator_harness import (
     crd_established,
     helm,
     install_chart,
-    merge,
     wait_for,
 )
 
@@ -64,7 +63,7 @@ def api_client(target: Target) -> client.ApiClient:
     return config.new_client_from_config(config_file=target.kubeconfig)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def operator_chart(target: Target, api_client: client.ApiClient) -> Iterator[str]:
     """The chart, installed as a user would, with the images under test."""
     install_chart(
@@ -92,7 +91,7 @@ def operator_chart(target: Target, api_client: client.ApiClient) -> Iterator[str
     helm(target.kubeconfig, "uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE, "--wait")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def namespace(api_client: client.ApiClient) -> Iterator[str]:
     name = f"e2e-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(api_client)
@@ -101,7 +100,7 @@ def namespace(api_client: client.ApiClient) -> Iterator[str]:
     core.delete_namespace(name)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def model_ref(target: Target, api_client: client.ApiClient, namespace: str) -> str:
     model = trained_model()
     for obj in registry_objects(target, namespace):
@@ -119,41 +118,26 @@ def model_ref(target: Target, api_client: client.ApiClient, namespace: str) -> s
     return push_model(target, namespace, model)
 
 
-def pipeline_body(target: Target, model_ref: str) -> dict[str, Any]:
-    """examples/local-node.yaml with this target's images; services from the chart's defaults."""
-    body: dict[str, Any] = yaml.safe_load((EXAMPLES / "local-node.yaml").read_text())
-    body["metadata"]["name"] = PIPELINE
-    body = merge(
-        body,
-        {
-            "spec": {
-                "model": {"ref": model_ref, "plainHttp": True},
-                "kafka": {"managed": {"flavor": target.flavor, "image": target.kafka_image}},
-                "redis": {"managed": {"image": target.redis_image}},
-                "postgres": {"managed": {"image": target.postgres_image}},
-                "scorer": {"image": ""},
-                "api": {"image": ""},
-                "producer": {"image": "", "rps": 20, "fraudRate": 0.05},
-            }
-        },
-    )
-    for store in ("redis", "postgres"):  # empty: the CRD's default (the official image)
-        if not body["spec"][store]["managed"]["image"]:
-            del body["spec"][store]["managed"]["image"]
-    return body
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def pipelines(api_client: client.ApiClient, namespace: str) -> Pipelines:
     return Pipelines(api_client, namespace)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def pipeline(
     target: Target, operator_chart: str, model_ref: str, pipelines: Pipelines
 ) -> dict[str, Any]:
     """The FraudPipeline under test, created once; the last test deletes it."""
-    created = pipelines.create(pipeline_body(target, model_ref))
+    example = yaml.safe_load((EXAMPLES / "local-node.yaml").read_text())
+    body = pipeline_body(
+        example,
+        model_ref,
+        target.flavor,
+        target.kafka_image,
+        target.redis_image,
+        target.postgres_image,
+    )
+    created = pipelines.create(body)
     # The first start pulls nothing but runs a JVM, initdb and a migration on a small node.
     pipelines.wait_condition(PIPELINE, "Ready", within_s=420)
     return created

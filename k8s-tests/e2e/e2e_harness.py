@@ -16,8 +16,6 @@ import re
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +23,15 @@ from typing import Any
 
 from kubernetes import client
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from e2e_checks import PIPELINE, PIPELINE_LABEL, get_json
 from operator_harness import REPO, run, wait_for
 
 from fraudpipe_testing import toolchain
 
 REGISTRY = "fraudpipe-registry"
 REGISTRY_PORT = 5000
-PIPELINE = "payments"
 LOCAL_IMAGE_REPO = "localhost/fraudpipe"
 
 
@@ -135,13 +134,9 @@ def port_forward(target: Target, namespace: str, resource: str, port: int) -> It
             process.kill()
 
 
-def get_json(port: int, path: str) -> tuple[int, Any]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
-    try:
-        with urllib.request.urlopen(request, timeout=20) as response:  # noqa: S310
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, None
+def local_url(port: int) -> str:
+    """The base URL of a port-forward's loopback end."""
+    return f"http://127.0.0.1:{port}"
 
 
 # -- the model: trained here, pushed into the cluster's registry --------------------------------
@@ -192,7 +187,7 @@ def trained_model() -> Path:
 def push_model(target: Target, namespace: str, model: Path) -> str:
     """Push through a port-forward; return the reference pods use (the Service's name)."""
     with port_forward(target, namespace, f"svc/{REGISTRY}", REGISTRY_PORT) as port:
-        wait_for(lambda: get_json(port, "/v2/")[0] == 200, "registry answers", 60)
+        wait_for(lambda: get_json(local_url(port), "/v2/")[0] == 200, "registry answers", 60)
         pushed = run(
             [
                 str(Path(sys.executable).with_name("fraudpipe-model")),
@@ -250,64 +245,12 @@ def registry_objects(target: Target, namespace: str) -> list[dict[str, Any]]:
 
 
 # -- reading Kafka from inside the cluster ------------------------------------------------------
-# Runs in a pod on the scorer's image (aiokafka is there). It snapshots the end of the
-# transactions topic, reads every transaction up to it, then reads decisions.v1 as a
-# read_committed consumer until each of those transactions has a decision and up to the end
-# the topic had at that moment, and prints one JSON line: how many transactions, which have no
-# decision, which have more than one.
-CHECK_SCRIPT = r"""
-import asyncio, collections, json, os, time
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
-async def consumer(topic):
-    c = AIOKafkaConsumer(bootstrap_servers=os.environ["BOOTSTRAP"], enable_auto_commit=False,
-                         isolation_level="read_committed", auto_offset_reset="earliest")
-    await c.start()
-    cluster = await c._client.fetch_all_metadata()
-    tps = [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or [])]
-    assert tps, f"no partitions of {topic}"
-    c.assign(tps)
-    await c.seek_to_beginning(*tps)
-    return c, tps
-
-async def main():
-    deadline = time.monotonic() + float(os.environ["WITHIN_S"])
-    txc, tps = await consumer(os.environ["TX_TOPIC"])
-    ends = await txc.end_offsets(tps)
-    produced = set()
-    for tp in tps:
-        while await txc.position(tp) < ends[tp]:
-            for m in (await txc.getmany(tp, timeout_ms=1000)).get(tp, []):
-                if m.offset < ends[tp]:
-                    produced.add(json.loads(m.value)["tx_id"])
-    await txc.stop()
-    dc, dtps = await consumer(os.environ["DECISIONS_TOPIC"])
-    counts = collections.Counter()
-    drain_to = None  # the decisions' end once every transaction was seen: read up to it
-    while time.monotonic() < deadline:
-        batch = await dc.getmany(timeout_ms=2000, max_records=5000)
-        for messages in batch.values():
-            for m in messages:
-                counts[json.loads(m.value)["tx_id"]] += 1
-        if drain_to is None and produced <= counts.keys():
-            drain_to = await dc.end_offsets(dtps)
-        if drain_to is not None and all(
-            [await dc.position(tp) >= drain_to[tp] for tp in dtps]
-        ):
-            break
-    await dc.stop()
-    missing = sorted(produced - counts.keys())
-    duplicated = {t: n for t, n in counts.items() if n > 1}
-    print(json.dumps({"produced": len(produced), "decisions": sum(counts.values()),
-                      "missing": len(missing), "missing_sample": missing[:5],
-                      "duplicated": len(duplicated),
-                      "duplicated_sample": dict(list(duplicated.items())[:5])}))
-
-asyncio.run(main())
-"""
+# The checker pod runs kafka_verdict.py (stdlib and aiokafka only) on the scorer's image, where
+# aiokafka is; the in-cluster check of `skaffold verify` imports the same file.
+CHECK_SCRIPT = (Path(__file__).resolve().parent / "kafka_verdict.py").read_text()
 
 
-def check_exactly_once(
+def kafka_verdict(
     core: client.CoreV1Api, target: Target, namespace: str, within_s: float = 240
 ) -> dict[str, Any]:
     """Run the checker pod (labelled as part of the pipeline, which the broker's
@@ -317,7 +260,7 @@ def check_exactly_once(
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "labels": {"fraudpipe.io/pipeline": PIPELINE}},
+        "metadata": {"name": name, "labels": {PIPELINE_LABEL: PIPELINE}},
         "spec": {
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,

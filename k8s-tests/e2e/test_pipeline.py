@@ -19,26 +19,20 @@ from kubernetes import client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from e2e_harness import PIPELINE, Target, check_exactly_once, get_json, port_forward
+from e2e_checks import (
+    PIPELINE,
+    check_alerts_served,
+    check_exactly_once,
+    check_pods_run,
+    component,
+    pipeline_pods,
+)
+from e2e_harness import Target, kafka_verdict, local_url, port_forward
 from operator_harness import Pipelines, wait_for
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(900)]
 
 SELECTOR = f"fraudpipe.io/pipeline={PIPELINE}"
-
-
-def pipeline_pods(core: client.CoreV1Api, namespace: str) -> list[Any]:
-    return [
-        pod
-        for pod in core.list_namespaced_pod(namespace, label_selector=SELECTOR).items
-        if pod.metadata.deletion_timestamp is None
-    ]
-
-
-def ready(pod: Any) -> bool:
-    return pod.status.phase == "Running" and all(
-        status.ready for status in pod.status.container_statuses or []
-    )
 
 
 def scorer_rolled_out(apps: client.AppsV1Api, namespace: str, image: str | None = None) -> bool:
@@ -53,28 +47,16 @@ def scorer_rolled_out(apps: client.AppsV1Api, namespace: str, image: str | None 
     )
 
 
-def assert_exactly_once(verdict: dict[str, Any], at_least: int) -> None:
-    assert verdict["produced"] >= at_least, verdict
-    assert verdict["missing"] == 0, f"transactions without a decision: {verdict}"
-    assert verdict["duplicated"] == 0, f"transactions decided twice: {verdict}"
-
-
 def test_every_pod_of_the_pipeline_runs(
     api_client: client.ApiClient, namespace: str, pipeline: dict[str, Any], target: Target
 ) -> None:
     core = client.CoreV1Api(api_client)
     pods = pipeline_pods(core, namespace)
-    components = {pod.metadata.labels["fraudpipe.io/component"] for pod in pods}
-    assert {"kafka", "redis", "postgres", "scorer", "api", "producer"} <= components
-    for pod in pods:
-        if pod.metadata.labels["fraudpipe.io/component"] == "migrations":
-            assert pod.status.phase == "Succeeded", pod.metadata.name
-        else:
-            assert ready(pod), f"{pod.metadata.name}: {pod.status.phase}"
-    (broker,) = [p for p in pods if p.metadata.labels["fraudpipe.io/component"] == "kafka"]
+    check_pods_run(pods)
+    (broker,) = [p for p in pods if component(p) == "kafka"]
     assert broker.spec.containers[0].name == ("kafka" if target.flavor == "kafka" else "redpanda")
     # The services run the images the chart was given, under the restricted profile.
-    (scorer, *_) = [p for p in pods if p.metadata.labels["fraudpipe.io/component"] == "scorer"]
+    (scorer, *_) = [p for p in pods if component(p) == "scorer"]
     assert scorer.spec.containers[0].image == target.image("scorer")
     assert scorer.spec.containers[0].security_context.read_only_root_filesystem is True
 
@@ -83,24 +65,12 @@ def test_decisions_flow_and_alerts_are_served_through_the_api_service(
     api_client: client.ApiClient, namespace: str, pipeline: dict[str, Any], target: Target
 ) -> None:
     core = client.CoreV1Api(api_client)
-    verdict = check_exactly_once(core, target, namespace)
-    assert_exactly_once(verdict, at_least=1)
+    verdict = kafka_verdict(core, target, namespace)
+    check_exactly_once(verdict, at_least=1)
     assert verdict["decisions"] >= verdict["produced"]
 
     with port_forward(target, namespace, f"svc/{PIPELINE}-api", 8000) as port:
-
-        def alerts() -> list[dict[str, Any]]:
-            status, body = get_json(port, "/v1/alerts?limit=20")
-            return list(body["items"]) if status == 200 else []
-
-        found = wait_for(alerts, "an alert through the API Service", 180)
-        first = found[0]
-        assert first["decision"] in ("FLAG", "BLOCK")
-        assert first["reasons"], first
-        status, one = get_json(port, f"/v1/alerts/{first['tx_id']}")
-        assert status == 200
-        assert one["tx_id"] == first["tx_id"]
-        assert one["model_digest"].removeprefix("sha256:") in pipeline["spec"]["model"]["ref"]
+        check_alerts_served(local_url(port), pipeline["spec"]["model"]["ref"])
 
 
 def test_a_killed_scorer_loses_and_duplicates_no_transaction(
@@ -108,12 +78,8 @@ def test_a_killed_scorer_loses_and_duplicates_no_transaction(
 ) -> None:
     core = client.CoreV1Api(api_client)
     apps = client.AppsV1Api(api_client)
-    before = check_exactly_once(core, target, namespace)
-    scorers = [
-        p
-        for p in pipeline_pods(core, namespace)
-        if p.metadata.labels["fraudpipe.io/component"] == "scorer"
-    ]
+    before = kafka_verdict(core, target, namespace)
+    scorers = [p for p in pipeline_pods(core, namespace) if component(p) == "scorer"]
     victim = scorers[0].metadata.name
     # No grace: the process dies mid-batch, its Kafka transaction left open.
     core.delete_namespaced_pod(victim, namespace, grace_period_seconds=0)
@@ -124,8 +90,8 @@ def test_a_killed_scorer_loses_and_duplicates_no_transaction(
     )
     wait_for(lambda: scorer_rolled_out(apps, namespace), "scorer replaced", 180)
     time.sleep(10)  # traffic keeps flowing through the replacement
-    after = check_exactly_once(core, target, namespace)
-    assert_exactly_once(after, at_least=before["produced"] + 1)
+    after = kafka_verdict(core, target, namespace)
+    check_exactly_once(after, at_least=before["produced"] + 1)
 
 
 def test_a_rolling_update_of_the_scorer_image_loses_no_transaction(
@@ -137,22 +103,18 @@ def test_a_rolling_update_of_the_scorer_image_loses_no_transaction(
 ) -> None:
     core = client.CoreV1Api(api_client)
     apps = client.AppsV1Api(api_client)
-    before = check_exactly_once(core, target, namespace)
+    before = kafka_verdict(core, target, namespace)
     pipelines.patch(PIPELINE, {"scorer": {"image": target.scorer_image_next}})
     wait_for(
         lambda: scorer_rolled_out(apps, namespace, target.scorer_image_next),
         "scorer rolled to the next image",
         300,
     )
-    scorers = [
-        p
-        for p in pipeline_pods(core, namespace)
-        if p.metadata.labels["fraudpipe.io/component"] == "scorer"
-    ]
+    scorers = [p for p in pipeline_pods(core, namespace) if component(p) == "scorer"]
     assert {p.spec.containers[0].image for p in scorers} == {target.scorer_image_next}
     time.sleep(10)
-    after = check_exactly_once(core, target, namespace)
-    assert_exactly_once(after, at_least=before["produced"] + 1)
+    after = kafka_verdict(core, target, namespace)
+    check_exactly_once(after, at_least=before["produced"] + 1)
 
 
 def test_deleting_the_pipeline_removes_every_child(

@@ -1,0 +1,103 @@
+"""The verdict on "exactly one decision per transaction", as a read_committed consumer sees it.
+
+Notes the end of the transactions topic, reads every transaction up to it, then reads the
+decisions topic as a read_committed consumer until each of those transactions has a decision
+and up to the end the topic had at that moment; the verdict says how many transactions, which
+have no decision and which have more than one.
+
+Standard library and aiokafka only, so that the same file runs two ways: imported by the
+in-cluster check of the e2e image (`in_cluster.py verify`), and as the whole program of the
+host suite's checker pod on the scorer's image (`python -c <this file>`, settings from the
+environment, the verdict as the last line of its log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import time
+from typing import Any
+
+
+async def _consumer(bootstrap: str, topic: str) -> tuple[Any, list[Any]]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    cluster = await consumer._client.fetch_all_metadata()
+    partitions = [
+        TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or [])
+    ]
+    if not partitions:
+        await consumer.stop()
+        raise AssertionError(f"topic {topic} has no partitions (does it exist?)")
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    return consumer, partitions
+
+
+async def verdict(
+    bootstrap: str,
+    within_s: float,
+    tx_topic: str = "transactions.v1",
+    decisions_topic: str = "decisions.v1",
+) -> dict[str, Any]:
+    deadline = time.monotonic() + within_s
+    txc, tps = await _consumer(bootstrap, tx_topic)
+    produced: set[str] = set()
+    try:
+        ends = await txc.end_offsets(tps)
+        for tp in tps:
+            while await txc.position(tp) < ends[tp]:
+                for m in (await txc.getmany(tp, timeout_ms=1000)).get(tp, []):
+                    if m.offset < ends[tp]:
+                        produced.add(json.loads(m.value)["tx_id"])
+    finally:
+        await txc.stop()
+    dc, dtps = await _consumer(bootstrap, decisions_topic)
+    counts: collections.Counter[str] = collections.Counter()
+    drain_to = None  # the decisions' end once every transaction was seen: read up to it
+    try:
+        while time.monotonic() < deadline:
+            batch = await dc.getmany(timeout_ms=2000, max_records=5000)
+            for messages in batch.values():
+                for m in messages:
+                    counts[json.loads(m.value)["tx_id"]] += 1
+            if drain_to is None and produced <= counts.keys():
+                drain_to = await dc.end_offsets(dtps)
+            if drain_to is not None and all([await dc.position(tp) >= drain_to[tp] for tp in dtps]):
+                break
+    finally:
+        await dc.stop()
+    missing = sorted(produced - counts.keys())
+    duplicated = {t: n for t, n in counts.items() if n > 1}
+    return {
+        "produced": len(produced),
+        "decisions": sum(counts.values()),
+        "missing": len(missing),
+        "missing_sample": missing[:5],
+        "duplicated": len(duplicated),
+        "duplicated_sample": dict(list(duplicated.items())[:5]),
+    }
+
+
+if __name__ == "__main__":
+    print(
+        json.dumps(
+            asyncio.run(
+                verdict(
+                    os.environ["BOOTSTRAP"],
+                    float(os.environ["WITHIN_S"]),
+                    os.environ.get("TX_TOPIC", "transactions.v1"),
+                    os.environ.get("DECISIONS_TOPIC", "decisions.v1"),
+                )
+            )
+        )
+    )

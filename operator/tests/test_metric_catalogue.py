@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
 import fraudpipe_operator.metrics
-from fraudpipe_api.metrics import ApiMetrics
+from fraudpipe_api.metrics import ApiMetrics, NotifyMetrics
 from fraudpipe_producer.metrics import ProducerMetrics
 from fraudpipe_scorer.metrics import ScorerMetrics
 
@@ -36,6 +36,7 @@ def families() -> Iterator[tuple[str, Metric]]:
     registries: list[tuple[str, CollectorRegistry]] = [
         ("scorer", ScorerMetrics().registry),
         ("api", ApiMetrics().registry),
+        ("api", NotifyMetrics().registry),
         ("producer", ProducerMetrics().registry),
         ("operator", REGISTRY),
     ]
@@ -73,6 +74,7 @@ def test_no_label_can_hold_a_transaction_or_a_person() -> None:
     metrics = [
         *vars(ScorerMetrics()).values(),
         *vars(ApiMetrics()).values(),
+        *vars(NotifyMetrics()).values(),
         *vars(ProducerMetrics()).values(),
         *vars(fraudpipe_operator.metrics).values(),
     ]

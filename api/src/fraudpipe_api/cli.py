@@ -1,5 +1,6 @@
 """`fraudpipe-api [serve]` serves the API; `fraudpipe-api hash-key [TOKEN]` prints a key line
-(a new token when none is given) for API_KEYS_FILE."""
+(a new token when none is given) for API_KEYS_FILE; `fraudpipe-api notify` runs the webhook
+notifier (fraudpipe_api.notify)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     keys.add_argument("token", nargs="?", help="the key to hash (default: a new random one)")
     keys.add_argument("--scope", choices=["read", "write"], default="read")
     keys.add_argument("--name", default="", help="a name shown in 403 messages")
+    commands.add_parser(
+        "notify", help="post BLOCK decisions and alert-rate spikes to NOTIFY_WEBHOOK_URL"
+    )
     args = parser.parse_args(argv)
+    if args.command == "notify":
+        return _notify()
     if args.command == "hash-key":
         token = args.token or new_token()
         if not args.token:
@@ -62,4 +68,21 @@ def _serve() -> int:
         access_log=False,
         proxy_headers=False,
     )
+    return 0
+
+
+def _notify() -> int:
+    import asyncio
+
+    from fraudpipe_api.notify import NotifySettings, run
+    from fraudpipe_common.kafka import KafkaSettings, TopicSettings
+
+    try:
+        settings = NotifySettings()  # type: ignore[call-arg]  # from the environment
+        kafka = KafkaSettings()  # type: ignore[call-arg]
+    except pydantic.ValidationError as exc:
+        print(f"fraudpipe-api notify: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run(settings, kafka, TopicSettings()))
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _BUCKETS = (
@@ -72,3 +72,24 @@ class LatencyMiddleware:
             self.metrics.latency.labels(template, method, str(status)).observe(
                 time.perf_counter() - started
             )
+
+
+class NotifyMetrics:
+    """`fraudpipe-api notify`'s own registry (a separate process from the API)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.notifications = Counter(
+            "fraudpipe_api_notifications",
+            "Webhook messages, by kind (block, summary, spike) and result (sent, failed).",
+            ["kind", "result"],
+            registry=self.registry,
+        )
+        self.held_back = Counter(
+            "fraudpipe_api_notifications_held_back",
+            "BLOCK decisions the rate limit folded into a summary message instead of their own.",
+            registry=self.registry,
+        )
+
+    def serve(self, port: int, host: str) -> None:
+        start_http_server(port, addr=host, registry=self.registry)

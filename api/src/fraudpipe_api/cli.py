@@ -1,6 +1,6 @@
 """`fraudpipe-api [serve]` serves the API; `fraudpipe-api hash-key [TOKEN]` prints a key line
 (a new token when none is given) for API_KEYS_FILE; `fraudpipe-api notify` runs the webhook
-notifier (fraudpipe_api.notify)."""
+notifier (fraudpipe_api.notify); `fraudpipe-api report --date D` prints a day's report."""
 
 from __future__ import annotations
 
@@ -29,9 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "notify", help="post BLOCK decisions and alert-rate spikes to NOTIFY_WEBHOOK_URL"
     )
+    report = commands.add_parser(
+        "report", help="one UTC day: decisions, alert rate, precision, top rules (stdout)"
+    )
+    report.add_argument("--date", help="YYYY-MM-DD, today or yesterday (default: yesterday)")
+    report.add_argument("--output", choices=["json", "text"], default="json")
+    report.add_argument("--top", type=int, default=10, help="how many rules to list")
     args = parser.parse_args(argv)
     if args.command == "notify":
         return _notify()
+    if args.command == "report":
+        return _report(args.date, args.output, args.top)
     if args.command == "hash-key":
         token = args.token or new_token()
         if not args.token:
@@ -86,3 +94,13 @@ def _notify() -> int:
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(run(settings, kafka, TopicSettings()))
     return 0
+
+
+def _report(date: str | None, output: str, top: int) -> int:
+    from fraudpipe_api.report import main as report
+
+    try:
+        return report(date, output, top)
+    except pydantic.ValidationError as exc:
+        print(f"fraudpipe-api report: invalid configuration: {exc}", file=sys.stderr)
+        return 2

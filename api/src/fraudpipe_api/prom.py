@@ -13,20 +13,24 @@ log = logging.getLogger(__name__)
 
 
 async def decision_counts(
-    prometheus_url: str | None, window_s: float, by: str, timeout_s: float
+    prometheus_url: str | None,
+    window_s: float,
+    by: str,
+    timeout_s: float,
+    at: float | None = None,
 ) -> dict[tuple[str, ...], int] | None:
-    """`sum by (<by>) (increase(...[window]))`, or None when Prometheus is unset or down
-    (statistics degrade to what PostgreSQL knows rather than failing)."""
+    """`sum by (<by>) (increase(...[window]))` ending now or at the Unix time `at`, or None
+    when Prometheus is unset or down (statistics degrade to what PostgreSQL knows rather than
+    failing)."""
     if not prometheus_url:
         return None
     labels = tuple(label.strip() for label in by.split(","))
     window = f"{max(1, math.ceil(window_s))}s"
     query = f"sum by ({by}) (increase(fraudpipe_scorer_decisions_total[{window}]))"
+    params = {"query": query} | ({"time": f"{at:.3f}"} if at is not None else {})
     try:
         async with httpx.AsyncClient(timeout=timeout_s) as client:
-            response = await client.get(
-                prometheus_url.rstrip("/") + "/api/v1/query", params={"query": query}
-            )
+            response = await client.get(prometheus_url.rstrip("/") + "/api/v1/query", params=params)
             response.raise_for_status()
             body = response.json()
     except (httpx.HTTPError, ValueError) as exc:

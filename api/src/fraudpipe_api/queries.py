@@ -283,4 +283,30 @@ async def alert_stats(conn: asyncpg.Connection, since: dt.datetime) -> dict[str,
         "feedback": dict(labels) if labels else {"fraud": 0, "legit": 0, "unsure": 0},
         "top_users": [dict(r) for r in top_users],
         "by_model": [dict(r) for r in by_model],
+        "by_country": await _alerts_by_country(conn, since),
     }
+
+
+TOP_COUNTRIES = 10
+
+
+async def _alerts_by_country(
+    conn: asyncpg.Connection, since: dt.datetime
+) -> list[dict[str, Any]] | None:
+    """The countries with the most alerts in the window (alerts without a country are not
+    counted); None while the alerts table has no `country` column (a database the scorer's
+    migration that adds it has not reached yet)."""
+    try:
+        rows = await conn.fetch(
+            """
+            SELECT country, count(*) AS alerts,
+                   count(*) FILTER (WHERE decision = 'BLOCK') AS blocks
+            FROM alerts WHERE decided_ts >= $1 AND country IS NOT NULL
+            GROUP BY country ORDER BY alerts DESC, country LIMIT $2
+            """,
+            since,
+            TOP_COUNTRIES,
+        )
+    except asyncpg.UndefinedColumnError:
+        return None
+    return [dict(r) for r in rows]

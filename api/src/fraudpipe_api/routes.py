@@ -344,7 +344,8 @@ async def stats(
     _key: Any = ReadKey,
     window: Window = "1h",
 ) -> Response:
-    """Counts by decision, alert rate, precision from feedback, top users by alerts."""
+    """Counts by decision, alert rate, precision from feedback, top users and countries by
+    alerts."""
     state = _state(request)
     window_s = _window(window)
     since, found = await _alert_stats(state, window_s)
@@ -372,7 +373,7 @@ async def stats(
             "precision": (labels["fraud"] / judged) if judged else None,
             "top_users": found["top_users"],
             "by_model": found["by_model"],
-            "by_country": None,
+            "by_country": found["by_country"],
         }
     )
 

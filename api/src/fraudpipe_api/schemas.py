@@ -90,6 +90,12 @@ class ModelCount(BaseModel):
     alerts: int
 
 
+class CountryCount(BaseModel):
+    country: str = Field(description="The transaction's country, as the scorer stored it.")
+    alerts: int
+    blocks: int
+
+
 class FeedbackCounts(BaseModel):
     fraud: int
     legit: int
@@ -108,8 +114,10 @@ class Stats(BaseModel):
     precision: float | None = Field(description="fraud / (fraud + legit) of labelled alerts.")
     top_users: list[UserCount]
     by_model: list[ModelCount]
-    by_country: list[dict[str, int | str]] | None = Field(
-        description="Not available: alerts do not record the transaction's country yet."
+    by_country: list[CountryCount] | None = Field(
+        description="The ten countries with the most alerts in the window (alerts stored "
+        "without a country are not counted); null while the alerts table has no country "
+        "column."
     )
 
 

@@ -10,11 +10,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
+from starlette.types import ASGIApp
 
 from fraudpipe_api import errors, page, routes
 from fraudpipe_api.auth import KeyRing, load_keys
 from fraudpipe_api.config import ApiSettings
 from fraudpipe_api.deps import Clients
+from fraudpipe_api.fastpath import AlertsFastPath
 from fraudpipe_api.metrics import ApiMetrics, LatencyMiddleware
 from fraudpipe_api.state import AppState
 from fraudpipe_common.kafka import KafkaSettings, TopicSettings
@@ -128,8 +130,13 @@ async def _readiness(clients: Clients) -> dict[str, bool]:
     return dict(zip(probes, results, strict=True))
 
 
-def from_environment() -> FastAPI:
+def serving(app: FastAPI) -> ASGIApp:
+    """What uvicorn serves: the application behind the fast path of `GET /v1/alerts`."""
+    return AlertsFastPath(app)
+
+
+def from_environment() -> ASGIApp:
     """The application configured from the environment (each uvicorn worker builds its own)."""
     from fraudpipe_api.config import load_settings
 
-    return create_app(*load_settings())
+    return serving(create_app(*load_settings()))

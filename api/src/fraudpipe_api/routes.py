@@ -23,7 +23,7 @@ from fraudpipe_api.schemas import (
     Alert,
     AlertDetail,
     AlertPage,
-    AlertVerdict,
+    AlertQuery,
     Feedback,
     FeedbackIn,
     LabelPage,
@@ -86,41 +86,48 @@ def _window(text: str, field: str = "window") -> float:
 
 
 # -- alerts -------------------------------------------------------------------------------------
-@router.get("/alerts", response_model=AlertPage, responses=_ERRORS, tags=["alerts"])
-async def list_alerts(
-    request: Request,
-    _key: Any = ReadKey,
-    user_id: Annotated[str | None, Query(max_length=128, pattern=NO_NUL)] = None,
-    decision: AlertVerdict | None = None,
-    since: Annotated[dt.datetime | None, Query(description="decided at or after")] = None,
-    until: Annotated[dt.datetime | None, Query(description="decided before")] = None,
-    min_score: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False)] = None,
-    model_digest: Annotated[str | None, Query(pattern=r"^sha256:[0-9a-f]{64}$")] = None,
-    track: Track | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=1024)] = None,
-) -> Response:
-    """Alerts (FLAG and BLOCK), newest first, filtered; follow `next_cursor` for more."""
-    state = _state(request)
+def alert_request(
+    query: AlertQuery,
+) -> tuple[queries.AlertFilter, int, tuple[dt.datetime, str] | None]:
+    """The filter, page size and keyset position a validated query asks for; a cursor this
+    API did not hand out is a 422 naming `cursor`."""
     after = None
-    if cursor is not None:
+    if query.cursor is not None:
         try:
-            ts, tx_id = queries.decode_cursor(cursor, (dt.datetime, str))
+            ts, tx_id = queries.decode_cursor(query.cursor, (dt.datetime, str))
         except queries.CursorError as exc:
             raise invalid("cursor", str(exc)) from None
         after = (ts, tx_id)
     where = queries.AlertFilter(
-        user_id=user_id,
-        decision=decision,
-        since=_utc(since),
-        until=_utc(until),
-        min_score=min_score,
-        model_digest=model_digest,
-        track=track.value if track is not None else None,
+        user_id=query.user_id,
+        decision=query.decision,
+        since=_utc(query.since),
+        until=_utc(query.until),
+        min_score=query.min_score,
+        model_digest=query.model_digest,
+        track=query.track.value if query.track is not None else None,
     )
+    return where, query.limit, after
+
+
+async def alert_page(
+    state: AppState,
+    where: queries.AlertFilter,
+    limit: int,
+    after: tuple[dt.datetime, str] | None,
+) -> bytes:
+    """The `AlertPage` JSON body (also served by `fastpath.AlertsFastPath`)."""
     async with dependency("postgres", state.settings.retry_after_s):
         pool = await state.clients.pool()
-        body = await queries.alert_page_json(pool, where, limit, after)
+        return await queries.alert_page_json(pool, where, limit, after)
+
+
+@router.get("/alerts", response_model=AlertPage, responses=_ERRORS, tags=["alerts"])
+async def list_alerts(
+    request: Request, query: Annotated[AlertQuery, Query()], _key: Any = ReadKey
+) -> Response:
+    """Alerts (FLAG and BLOCK), newest first, filtered; follow `next_cursor` for more."""
+    body = await alert_page(_state(request), *alert_request(query))
     return Response(body, media_type="application/json")
 
 

@@ -36,6 +36,20 @@ class AlertPage(BaseModel):
     )
 
 
+class AlertQuery(BaseModel):
+    """`GET /v1/alerts`'s query (one model: FastAPI's route and the fast path read it)."""
+
+    user_id: Annotated[str | None, Field(max_length=128, pattern=NO_NUL)] = None
+    decision: AlertVerdict | None = None
+    since: dt.datetime | None = Field(default=None, description="decided at or after")
+    until: dt.datetime | None = Field(default=None, description="decided before")
+    min_score: Annotated[float | None, Field(ge=0, le=1, allow_inf_nan=False)] = None
+    model_digest: Annotated[str | None, Field(pattern=r"^sha256:[0-9a-f]{64}$")] = None
+    track: Track | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 50
+    cursor: Annotated[str | None, Field(max_length=1024)] = None
+
+
 class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -17,7 +17,12 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="fraudpipe"'}
 
 
 def authenticate(request: Request, state: AppState, wanted: Scope) -> ApiKey | None:
-    header = request.headers.get("authorization")
+    return authenticate_header(request.headers.get("authorization"), state, wanted)
+
+
+def authenticate_header(header: str | None, state: AppState, wanted: Scope) -> ApiKey | None:
+    """The key an Authorization header presents, if it may do `wanted` (None: an open read);
+    ApiError 401 or 403 otherwise."""
     if header is None:
         if wanted is Scope.READ and state.settings.api_open_reads:
             return None

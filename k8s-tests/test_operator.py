@@ -156,8 +156,15 @@ def test_managed_example_reaches_ready_with_every_child(
         assert policy.spec.ingress[0]._from[0].pod_selector.match_labels == {
             "fraudpipe.io/pipeline": "payments"
         }
-    jobs = client.BatchV1Api(kube_client).list_namespaced_job(ns).items
-    assert [j.status.succeeded for j in jobs] == [1]
+    batch = client.BatchV1Api(kube_client)
+    jobs = batch.list_namespaced_job(ns, label_selector="fraudpipe.io/component=migrations")
+    assert [j.status.succeeded for j in jobs.items] == [1]
+    nightly = batch.read_namespaced_cron_job("payments-report", ns)
+    assert nightly.spec.schedule == "15 0 * * *"
+    assert nightly.spec.time_zone == "Etc/UTC"
+    container = nightly.spec.job_template.spec.template.spec.containers[0]
+    assert container.command[:4] == ["fraudpipe-api", "report", "--date", "yesterday"]
+    assert "DATABASE_URL" in {e.name for e in container.env}
     secrets = {s.metadata.name for s in core.list_namespaced_secret(ns).items}
     assert {"payments-redis-credentials", "payments-postgres-credentials"} <= secrets
     pods = core.list_namespaced_pod(ns, label_selector="fraudpipe.io/pipeline=payments").items
@@ -455,11 +462,15 @@ def test_monitoring_objects_follow_the_prometheus_operator_crds(
     (rule,) = custom.list_namespaced_custom_object(
         "monitoring.coreos.com", "v1", k8s_namespace, "prometheusrules"
     )["items"]
-    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
-    assert alerts == {
+    rules = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    alerts = {r["alert"] for r in rules if "alert" in r}
+    assert {
         "FraudPipeConsumerLagHigh",
-        "FraudPipeScorerErrorRate",
-        "FraudPipeAlertRateSpike",
         "FraudPipeScorerDown",
-    }
+        "FraudPipeDLQRateHigh",
+        "FraudPipeAlertRateSpike",
+        "FraudPipeCanaryFailing",
+        "FraudPipeModelNotReady",
+    } <= alerts
+    assert "fraudpipe:transactions:rate5m" in {r.get("record") for r in rules}
     pipelines.wait_condition("payments", "Ready", within_s=60)

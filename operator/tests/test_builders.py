@@ -38,6 +38,7 @@ def test_managed_example_plans_every_child() -> None:
         "Deployment/payments-scorer",
         "Service/payments-api",
         "Deployment/payments-api",
+        "CronJob/payments-report",
         "Deployment/payments-producer",
     ]
     assert {o["kind"] for o in plan.monitoring} == {"ServiceMonitor", "PrometheusRule"}
@@ -375,3 +376,26 @@ def test_local_node_example_runs_kafka_from_local_images_and_pulls_the_model_ove
     assert local.spec.kafka.managed.flavor == "kafka"
     assert env_of(apps.build_scorer_deployment(local))["REGISTRY_PLAIN_HTTP"] == "true"
     assert "REGISTRY_PLAIN_HTTP" not in env_of(apps.build_scorer_deployment(pipeline()))
+
+
+def test_the_report_cronjob_runs_yesterdays_report_on_the_api_image_when_enabled() -> None:
+    assert "CronJob" not in {o["kind"] for o in builders.plan(pipeline()).all()}
+    p = builders.with_default_images(
+        pipeline({"report": {"enabled": True, "prometheusUrl": "http://prom:9090"}}), IMAGES
+    )
+    (cron,) = [o for o in builders.plan(p).workloads if o["kind"] == "CronJob"]
+    assert cron["metadata"]["name"] == "payments-report"
+    assert cron["spec"]["schedule"] == "15 0 * * *"
+    assert cron["spec"]["timeZone"] == "Etc/UTC"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "OnFailure"
+    (container,) = pod["containers"]
+    assert container["image"] == p.spec.api.image
+    assert container["command"] == [
+        "fraudpipe-api", "report", "--date", "yesterday", "--output", "json",
+    ]  # fmt: skip
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PROMETHEUS_URL"]["value"] == "http://prom:9090"
+    assert "DATABASE_URL" in env
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True

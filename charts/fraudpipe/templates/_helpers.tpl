@@ -73,7 +73,7 @@ children (drift is checked by reading them by name), Secrets only read and creat
   resources: [deployments, statefulsets]
   verbs: [get, create, patch]
 - apiGroups: [batch]
-  resources: [jobs]
+  resources: [jobs, cronjobs]
   verbs: [get, create, patch]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]

@@ -77,6 +77,8 @@ def plan(pipeline: FraudPipeline) -> Plan:
         apps.build_api_service(pipeline),
         apps.build_api_deployment(pipeline),
     ]
+    if spec.report.enabled:
+        result.workloads.append(apps.build_report_cronjob(pipeline))
     if spec.producer.enabled:
         result.workloads.append(apps.build_producer_deployment(pipeline))
     if spec.monitoring.service_monitors:

@@ -241,6 +241,42 @@ def build_api_service(pipeline: FraudPipeline) -> dict[str, Any]:
     )
 
 
+# -- daily report -----------------------------------------------------------------------------
+def build_report_cronjob(pipeline: FraudPipeline) -> dict[str, Any]:
+    """`fraudpipe-api report` for the previous UTC day, on the API's image; the report is the
+    Job's log (`kubectl logs job/<name>`)."""
+    report = pipeline.spec.report
+    tmp, tmp_mount = tmp_volume()
+    env = [*postgres_env(pipeline), *common_env(pipeline)]
+    if report.prometheus_url:
+        env.append(value("PROMETHEUS_URL", report.prometheus_url))
+    container = {
+        "name": "report",
+        "image": pipeline.spec.api.image,
+        "command": ["fraudpipe-api", "report", "--date", "yesterday", "--output", report.output],
+        "env": env,
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
+        "securityContext": container_security(),
+        "volumeMounts": [tmp_mount],
+    }
+    template = pod_template(pipeline, "report", container, [tmp], None)
+    template["spec"]["restartPolicy"] = "OnFailure"
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": metadata(pipeline, child_name(pipeline, "report"), "report"),
+        "spec": {
+            "schedule": report.schedule,
+            "timeZone": "Etc/UTC",
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 3600,
+            "successfulJobsHistoryLimit": 7,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {"spec": {"backoffLimit": 3, "template": template}},
+        },
+    }
+
+
 # -- producer ---------------------------------------------------------------------------------
 def build_producer_deployment(pipeline: FraudPipeline) -> dict[str, Any]:
     producer = pipeline.spec.producer

@@ -457,6 +457,26 @@ class Producer(Model):
     resources: Resources = section(Resources, "CPU and memory of the producer.")
 
 
+class Report(Model):
+    enabled: bool = Field(
+        default=False,
+        description="Run `fraudpipe-api report` as a CronJob (its output is in the Job's log).",
+    )
+    schedule: str = Field(
+        default="15 0 * * *",
+        max_length=64,
+        pattern=r"^\S+( \S+){4}$",
+        description="Cron schedule, in UTC; each run reports the previous UTC day.",
+    )
+    prometheus_url: str | None = Field(
+        default=None,
+        max_length=512,
+        description="Prometheus scraping the scorers, for APPROVE counts and the alert rate "
+        "(without it they are null).",
+    )
+    output: Literal["json", "text"] = Field(default="json", description="Format of the report.")
+
+
 class Monitoring(Model):
     service_monitors: bool = Field(
         default=True, description="Create ServiceMonitors (scorer, API, broker) when possible."
@@ -482,6 +502,7 @@ class FraudPipelineSpec(Model):
     api: Api = section(Api, "The alerts and feedback API.")
     producer: Producer = section(Producer, "Demo traffic.")
     monitoring: Monitoring = section(Monitoring, "Prometheus Operator integration.")
+    report: Report = section(Report, "Daily report (`fraudpipe-api report`) as a CronJob.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="LOG_LEVEL of every pipeline service."
     )

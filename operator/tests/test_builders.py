@@ -397,5 +397,6 @@ def test_the_report_cronjob_runs_yesterdays_report_on_the_api_image_when_enabled
     ]  # fmt: skip
     env = {e["name"]: e for e in container["env"]}
     assert env["PROMETHEUS_URL"]["value"] == "http://prom:9090"
+    assert env["PROMETHEUS_SELECTOR"]["value"] == 'namespace="fraud", service="payments-scorer"'
     assert "DATABASE_URL" in env
     assert container["securityContext"]["readOnlyRootFilesystem"] is True

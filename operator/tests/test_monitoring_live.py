@@ -117,6 +117,7 @@ class Live:
     scorer: Process
     metrics_urls: dict[str, str]
     rules: list[dict[str, Any]]
+    database_url: str
     started_at: float = field(default_factory=time.time)
 
     def query(self, expr: str) -> list[dict[str, Any]]:
@@ -318,6 +319,7 @@ def live(
             scorer,
             metrics_urls,
             [rule for group in groups for rule in group["rules"]],
+            database_url,
         )
         wait_for(
             "Prometheus scraping all three targets",
@@ -469,6 +471,35 @@ def test_the_dashboard_renders_from_the_live_prometheus(live: Live, tmp_path: Pa
     )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.stat().st_size > 20_000
+
+
+def test_the_daily_report_counts_this_pipelines_decisions_with_prometheus(live: Live) -> None:
+    """`fraudpipe-api report` as the operator's CronJob runs it: APPROVE counts from the
+    Prometheus that scrapes this scorer, selected as the operator selects it."""
+    selector = f'namespace="{live.namespace}", service="{PIPELINE}-scorer"'
+    done = subprocess.run(
+        [str(BIN / "fraudpipe-api"), "report", "--date", "today"],
+        env={
+            **os.environ,
+            "DATABASE_URL": live.database_url,
+            "PROMETHEUS_URL": live.prometheus,
+            "PROMETHEUS_SELECTOR": selector,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    report = json.loads(done.stdout)
+    decisions = report["decisions"]
+    approved = live.query(
+        f'sum(fraudpipe_scorer_decisions_total{{{selector}, decision="APPROVE", track!="shadow"}})'
+    )
+    assert decisions["APPROVE"] > 0
+    # increase() over the day misses what was counted before the first scrape: at most all.
+    assert decisions["APPROVE"] <= float(approved[0]["value"][1]) * 1.1
+    assert decisions["total"] == decisions["APPROVE"] + decisions["FLAG"] + decisions["BLOCK"]
+    assert 0 <= report["alert_rate"] <= 1
 
 
 def test_stopping_the_scorer_fires_scorer_down(live: Live) -> None:

@@ -18,15 +18,21 @@ async def decision_counts(
     by: str,
     timeout_s: float,
     at: float | None = None,
+    selector: str = "",
 ) -> dict[tuple[str, ...], int] | None:
-    """`sum by (<by>) (increase(...[window]))` ending now or at the Unix time `at`, or None
-    when Prometheus is unset or down (statistics degrade to what PostgreSQL knows rather than
-    failing)."""
+    """`sum by (<by>) (increase(...{selector}[window]))` ending now or at the Unix time `at`,
+    or None when Prometheus is unset or down (statistics degrade to what PostgreSQL knows
+    rather than failing). `selector` (label matchers) keeps other pipelines' scorers out."""
     if not prometheus_url:
         return None
     labels = tuple(label.strip() for label in by.split(","))
     window = f"{max(1, math.ceil(window_s))}s"
-    query = f"sum by ({by}) (increase(fraudpipe_scorer_decisions_total[{window}]))"
+    metric = (
+        f"fraudpipe_scorer_decisions_total{{{selector}}}"
+        if selector
+        else ("fraudpipe_scorer_decisions_total")
+    )
+    query = f"sum by ({by}) (increase({metric}[{window}]))"
     params = {"query": query} | ({"time": f"{at:.3f}"} if at is not None else {})
     try:
         async with httpx.AsyncClient(timeout=timeout_s) as client:

@@ -30,6 +30,11 @@ class ReportSettings(BaseSettings):
 
     database_url: str = Field(description="PostgreSQL: alerts and feedback.")
     prometheus_url: str | None = Field(default=None, description="For APPROVE counts.")
+    prometheus_selector: str = Field(
+        default="",
+        description="Label matchers of this pipeline's scorers in Prometheus, e.g. "
+        'namespace="payments", service="payments-scorer" (empty: every scorer it scrapes).',
+    )
     dependency_timeout_s: float = Field(default=10.0, gt=0, le=120)
 
 
@@ -90,6 +95,7 @@ async def build_report(
         "decision,track",
         settings.dependency_timeout_s,
         at=until.timestamp(),
+        selector=settings.prometheus_selector,
     )
     approve = None
     if by_track is not None:

@@ -27,6 +27,7 @@ from fraudpipe_operator.builders.connections import (
     redis_env,
     value,
 )
+from fraudpipe_operator.builders.monitoring import rule_values
 from fraudpipe_operator.models import FraudPipeline
 from fraudpipe_operator.models.v1alpha1 import Resources
 
@@ -249,7 +250,11 @@ def build_report_cronjob(pipeline: FraudPipeline) -> dict[str, Any]:
     tmp, tmp_mount = tmp_volume()
     env = [*postgres_env(pipeline), *common_env(pipeline)]
     if report.prometheus_url:
-        env.append(value("PROMETHEUS_URL", report.prometheus_url))
+        # Only this pipeline's scorers: one Prometheus usually scrapes several pipelines.
+        env += [
+            value("PROMETHEUS_URL", report.prometheus_url),
+            value("PROMETHEUS_SELECTOR", rule_values(pipeline)["scorer"]),
+        ]
     container = {
         "name": "report",
         "image": pipeline.spec.api.image,

@@ -112,6 +112,16 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.api.authSecretRef.name",
     ),
     ("negative producer rate", {"producer": {"rps": -5}}, "spec.producer.rps"),
+    (
+        "notifications without the webhook Secret",
+        {"notify": {"enabled": True}},
+        "spec.notify.webhookUrlSecretRef",
+    ),
+    (
+        "report schedule that is not cron",
+        {"report": {"enabled": True, "schedule": "nightly"}},
+        "spec.report.schedule",
+    ),
     ("unknown log level", {"logLevel": "TRACE"}, "spec.logLevel"),
 ]
 
@@ -150,6 +160,28 @@ def test_a_minimal_pipeline_is_accepted_and_defaulted(
     assert spec["scorer"]["batch"] == {"maxSize": 500, "maxWaitMs": 50}
     assert spec["redis"]["managed"]["image"].startswith("redis:7")
     assert spec["postgres"]["managed"]["image"].startswith("postgres:16")
+    assert spec["report"] == {"enabled": False, "schedule": "15 0 * * *", "output": "json"}
+    assert spec["notify"]["enabled"] is False
+
+
+def test_notifications_and_the_report_are_accepted_when_complete(
+    operator_release: Any, kube_client: Any, k8s_namespace: str
+) -> None:
+    created = create(
+        kube_client,
+        k8s_namespace,
+        body(
+            {
+                "notify": {
+                    "enabled": True,
+                    "webhookUrlSecretRef": {"name": "slack-webhook", "key": "url"},
+                },
+                "report": {"enabled": True, "schedule": "30 1 * * 1-5"},
+            }
+        ),
+    )
+    assert created["spec"]["notify"]["ratePerMinute"] == 30
+    assert created["spec"]["report"]["schedule"] == "30 1 * * 1-5"
 
 
 @pytest.mark.parametrize(("case", "spec", "field"), INVALID, ids=[c[0] for c in INVALID])

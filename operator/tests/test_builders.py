@@ -400,3 +400,31 @@ def test_the_report_cronjob_runs_yesterdays_report_on_the_api_image_when_enabled
     assert env["PROMETHEUS_SELECTOR"]["value"] == 'namespace="fraud", service="payments-scorer"'
     assert "DATABASE_URL" in env
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_notifications_run_one_notifier_with_the_webhook_url_from_a_secret() -> None:
+    assert "Deployment/payments-notify" not in kinds(builders.plan(pipeline()).all())
+    p = builders.with_default_images(
+        pipeline(
+            {
+                "notify": {
+                    "enabled": True,
+                    "webhookUrlSecretRef": {"name": "slack", "key": "url"},
+                    "ratePerMinute": 12,
+                }
+            }
+        ),
+        IMAGES,
+    )
+    (notify,) = [
+        o for o in builders.plan(p).workloads if o["metadata"]["name"] == "payments-notify"
+    ]
+    assert notify["spec"]["replicas"] == 1
+    (container,) = notify["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["fraudpipe-api", "notify"]
+    assert container["image"] == p.spec.api.image
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NOTIFY_WEBHOOK_URL"]["valueFrom"]["secretKeyRef"] == {"name": "slack", "key": "url"}
+    assert env["NOTIFY_RATE_PER_MINUTE"]["value"] == "12"
+    assert env["DECISIONS_TOPIC"]["value"] == p.spec.kafka.topics.decisions.name
+    assert env["NOTIFY_CONSUMER_GROUP"]["value"] == "payments-notify"

@@ -79,6 +79,8 @@ def plan(pipeline: FraudPipeline) -> Plan:
     ]
     if spec.report.enabled:
         result.workloads.append(apps.build_report_cronjob(pipeline))
+    if spec.notify.enabled:
+        result.workloads.append(apps.build_notify_deployment(pipeline))
     if spec.producer.enabled:
         result.workloads.append(apps.build_producer_deployment(pipeline))
     if spec.monitoring.service_monitors:

@@ -21,6 +21,7 @@ from fraudpipe_operator.builders.common import (
 )
 from fraudpipe_operator.builders.connections import (
     common_env,
+    from_secret,
     kafka_ca_volume,
     kafka_env,
     postgres_env,
@@ -240,6 +241,40 @@ def build_api_service(pipeline: FraudPipeline) -> dict[str, Any]:
         {"http": API_PORT, "metrics": METRICS_PORT},
         service_type=pipeline.spec.api.service_type,
     )
+
+
+# -- webhook notifications ----------------------------------------------------------------------
+def build_notify_deployment(pipeline: FraudPipeline) -> dict[str, Any]:
+    """`fraudpipe-api notify` on the API's image: one replica (its rate limit is per process;
+    Kafka would split the decisions between several anyway)."""
+    notify = pipeline.spec.notify
+    ref = notify.webhook_url_secret_ref
+    assert ref is not None  # the CRD's CEL rule
+    env = [
+        *kafka_env(pipeline),
+        *common_env(pipeline),
+        from_secret("NOTIFY_WEBHOOK_URL", ref.name, ref.key),
+        value("NOTIFY_CONSUMER_GROUP", f"{pipeline.name}-notify"),
+        value("NOTIFY_RATE_PER_MINUTE", notify.rate_per_minute),
+        value("NOTIFY_METRICS_PORT", METRICS_PORT),
+    ]
+    ca_volumes, ca_mounts = kafka_ca_volume(pipeline)
+    tmp, tmp_mount = tmp_volume()
+    container = app_container(
+        "notify", pipeline.spec.api.image, env, notify.resources, [tmp_mount, *ca_mounts],
+        {"metrics": METRICS_PORT},
+    )  # fmt: skip
+    container["command"] = ["fraudpipe-api", "notify"]
+    # Its metrics port answers while the worker runs; it has no health endpoints of its own.
+    container["readinessProbe"] = {"tcpSocket": {"port": METRICS_PORT}, "periodSeconds": 10}
+    container["livenessProbe"] = {
+        "tcpSocket": {"port": METRICS_PORT},
+        "periodSeconds": 20,
+        "failureThreshold": 3,
+    }
+    config = notify.model_dump(mode="json")
+    template = pod_template(pipeline, "notify", container, [tmp, *ca_volumes], config)
+    return deployment(pipeline, "notify", 1, template)
 
 
 # -- daily report -----------------------------------------------------------------------------

@@ -457,6 +457,31 @@ class Producer(Model):
     resources: Resources = section(Resources, "CPU and memory of the producer.")
 
 
+class Notify(Model):
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "!self.enabled || has(self.webhookUrlSecretRef)",
+                "notifications need webhookUrlSecretRef (the webhook URL is a credential)",
+                ".webhookUrlSecretRef",
+            )
+        )
+    )
+
+    enabled: bool = Field(
+        default=False,
+        description="Run `fraudpipe-api notify`: BLOCK decisions and alert-rate spikes to a "
+        "webhook (Slack-compatible JSON).",
+    )
+    webhook_url_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the webhook URL (NOTIFY_WEBHOOK_URL)."
+    )
+    rate_per_minute: int = Field(
+        default=30, ge=1, le=6000, description="BLOCK messages per minute; more become a summary."
+    )
+    resources: Resources = section(Resources, "CPU and memory of the notifier.")
+
+
 class Report(Model):
     enabled: bool = Field(
         default=False,
@@ -503,6 +528,7 @@ class FraudPipelineSpec(Model):
     producer: Producer = section(Producer, "Demo traffic.")
     monitoring: Monitoring = section(Monitoring, "Prometheus Operator integration.")
     report: Report = section(Report, "Daily report (`fraudpipe-api report`) as a CronJob.")
+    notify: Notify = section(Notify, "Webhook notifications (`fraudpipe-api notify`).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="LOG_LEVEL of every pipeline service."
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import asyncpg
 import httpx
 import pytest
 
@@ -11,6 +12,7 @@ from .harness import (
     DIGEST,
     OTHER_DIGEST,
     READ_TOKEN,
+    WRITE_TOKEN,
     ApiProcess,
     alert_row,
     insert_alerts,
@@ -111,3 +113,29 @@ async def test_bad_input_is_a_422_naming_the_field(
     assert body["error"] == "invalid_input"
     assert [f["field"] for f in body["fields"]] == [field]
     assert "Traceback" not in response.text
+
+
+async def test_alerts_served_again_from_memory_keep_labels_and_deletions_current(
+    api: ApiProcess,
+) -> None:
+    database_url = api.env["DATABASE_URL"]
+    await insert_alerts(database_url, [alert_row(f"m{i}", decided=NOW) for i in range(3)])
+    write = {"Authorization": f"Bearer {WRITE_TOKEN}"}
+    async with httpx.AsyncClient(base_url=api.url, headers=write) as client:
+        first = await client.get("/v1/alerts")  # PostgreSQL writes the JSON
+        again = await client.get("/v1/alerts")  # the process has it now
+        labelled = await client.post(
+            "/v1/alerts/m1/feedback", json={"label": "fraud", "analyst": "ann"}
+        )
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute("DELETE FROM alerts WHERE tx_id = 'm2'")
+        finally:
+            await conn.close()
+        after = (await client.get("/v1/alerts")).json()["items"]
+    assert first.status_code == 200
+    assert again.content == first.content
+    assert [a["feedback"] for a in first.json()["items"]] == [None, None, None]
+    assert labelled.status_code == 201
+    assert {a["tx_id"]: a["feedback"] for a in after} == {"m1": "fraud", "m0": None}
+    assert after[0] | {"feedback": None} in first.json()["items"]

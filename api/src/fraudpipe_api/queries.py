@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,29 +149,78 @@ async def list_alerts(
     return [alert_dict(r, fragments=False) for r in rows[:limit]], _next_cursor(rows, limit)
 
 
-# PostgreSQL writes each alert's JSON (timestamps in the session's UTC, jsonb as is): the API
-# decodes one text per row instead of eleven fields, and never re-encodes the jsonb columns.
-_ALERT_JSON = """
-    json_build_object(
+# A page is read in two steps. PostgreSQL writes each alert's JSON (timestamps in the session's
+# UTC, jsonb as is), so the API never decodes and re-encodes the jsonb columns; but writing it
+# (the features' jsonb to text above all) was most of PostgreSQL's work for a page. Alerts never
+# change once written (the scorer inserts them ON CONFLICT DO NOTHING and nothing updates
+# them), so each process keeps the JSON of the alerts it served (`AlertJsonCache`) and asks
+# PostgreSQL for a page's keys and latest labels, then only for the JSON it lacks.
+_ALERT_KEYS = """
+    a.tx_id, a.decided_ts,
+    (SELECT f.label FROM feedback f WHERE f.tx_id = a.tx_id ORDER BY f.id DESC LIMIT 1)
+        AS feedback
+"""
+_ALERT_JSON_BY_ID = """
+    SELECT a.tx_id, json_build_object(
         'tx_id', a.tx_id, 'user_id', a.user_id, 'decision', a.decision, 'score', a.score,
         'model_digest', a.model_digest, 'track', a.track, 'reasons', a.reasons,
-        'features', a.features, 'event_ts', a.event_ts, 'decided_ts', a.decided_ts,
-        'feedback', (SELECT f.label FROM feedback f WHERE f.tx_id = a.tx_id
-                     ORDER BY f.id DESC LIMIT 1)
-    )::text AS item, a.decided_ts, a.tx_id
+        'features', a.features, 'event_ts', a.event_ts, 'decided_ts', a.decided_ts
+    )::text AS item
+    FROM alerts a WHERE a.tx_id = ANY($1::text[])
 """
 
 
+class AlertJsonCache:
+    """Alert JSON objects as PostgreSQL wrote them, without their closing brace (the latest
+    label is appended per request), by tx_id; the least recently used go first."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._items: OrderedDict[str, str] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, tx_id: str) -> str | None:
+        item = self._items.get(tx_id)
+        if item is not None:
+            self._items.move_to_end(tx_id)
+        return item
+
+    def put(self, tx_id: str, item: str) -> None:
+        self._items[tx_id] = item
+        self._items.move_to_end(tx_id)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
+_LABELS = {None: "null", "fraud": '"fraud"', "legit": '"legit"', "unsure": '"unsure"'}
+
+
 async def alert_page_json(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    pool: asyncpg.Pool,
     where: AlertFilter,
     limit: int,
     after: tuple[dt.datetime, str] | None,
+    cache: AlertJsonCache,
 ) -> bytes:
     """One page as the `AlertPage` JSON body."""
-    sql, args = _alert_query(where, limit, after, _ALERT_JSON)
-    rows = await conn.fetch(sql, *args)
-    items = ",".join(r["item"] for r in rows[:limit])
+    sql, args = _alert_query(where, limit, after, _ALERT_KEYS)
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(sql, *args)
+        page = rows[:limit]
+        known = {r["tx_id"]: cache.get(r["tx_id"]) for r in page}
+        missing = [tx_id for tx_id, item in known.items() if item is None]
+        if missing:
+            for r in await conn.fetch(_ALERT_JSON_BY_ID, missing):
+                item = r["item"][:-1]
+                known[r["tx_id"]] = item
+                cache.put(r["tx_id"], item)
+    items = ",".join(
+        f'{known[r["tx_id"]]}, "feedback" : {_LABELS[r["feedback"]]}}}'
+        for r in page
+        if known[r["tx_id"]] is not None  # None: deleted between the two queries
+    )
     return b'{"items":[%s],"next_cursor":%s}' % (
         items.encode(),
         orjson.dumps(_next_cursor(rows, limit)),

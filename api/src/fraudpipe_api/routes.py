@@ -119,7 +119,7 @@ async def alert_page(
     """The `AlertPage` JSON body (also served by `fastpath.AlertsFastPath`)."""
     async with dependency("postgres", state.settings.retry_after_s):
         pool = await state.clients.pool()
-        return await queries.alert_page_json(pool, where, limit, after)
+        return await queries.alert_page_json(pool, where, limit, after, state.alert_json)
 
 
 @router.get("/alerts", response_model=AlertPage, responses=_ERRORS, tags=["alerts"])

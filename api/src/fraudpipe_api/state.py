@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fraudpipe_api.auth import KeyRing
 from fraudpipe_api.config import ApiSettings
 from fraudpipe_api.deps import Clients
 from fraudpipe_api.metrics import ApiMetrics
+from fraudpipe_api.queries import AlertJsonCache
 from fraudpipe_common.kafka import TopicSettings
 from fraudpipe_common.rules import RuleSettings
 
@@ -20,3 +21,4 @@ class AppState:
     keys: KeyRing
     clients: Clients
     metrics: ApiMetrics
+    alert_json: AlertJsonCache = field(default_factory=AlertJsonCache)

@@ -56,7 +56,7 @@ stack-up: provision ## start the local stack and print its settings
 stack-down: ## stop the local stack
 	hack/stack down
 
-e2e: provision sync ## k8s-tests/e2e on the node cluster (up if needed; images built and imported)
+e2e: provision sync ## k8s-tests/e2e on the node cluster, skaffold verify included (cluster up if needed)
 	hack/e2e run
 
 demo: provision sync ## the whole product on the node cluster: operator, pipeline, live alerts

@@ -245,9 +245,10 @@ def registry_objects(target: Target, namespace: str) -> list[dict[str, Any]]:
 
 
 # -- reading Kafka from inside the cluster ------------------------------------------------------
-# The checker pod runs kafka_verdict.py (stdlib and aiokafka only) on the scorer's image, where
-# aiokafka is; the in-cluster check of `skaffold verify` imports the same file.
-CHECK_SCRIPT = (Path(__file__).resolve().parent / "kafka_verdict.py").read_text()
+# The checker pod runs kafka_verdict.py from the e2e image (k8s-tests/e2e/Dockerfile), which
+# carries aiokafka whatever Kafka client the services use; `skaffold verify`'s Job imports the
+# same file.
+VERDICT_PROGRAM = "/opt/fraudpipe-e2e/kafka_verdict.py"
 
 
 def kafka_verdict(
@@ -273,9 +274,9 @@ def kafka_verdict(
             "containers": [
                 {
                     "name": "check",
-                    "image": target.image("scorer"),
+                    "image": target.image("e2e"),
                     "imagePullPolicy": "IfNotPresent",
-                    "command": ["python", "-c", CHECK_SCRIPT],
+                    "command": ["python", VERDICT_PROGRAM],
                     "env": [
                         {"name": "BOOTSTRAP", "value": f"{PIPELINE}-kafka:9092"},
                         {"name": "TX_TOPIC", "value": "transactions.v1"},

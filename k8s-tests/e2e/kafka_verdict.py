@@ -5,9 +5,9 @@ decisions topic as a read_committed consumer until each of those transactions ha
 and up to the end the topic had at that moment; the verdict says how many transactions, which
 have no decision and which have more than one.
 
-Standard library and aiokafka only, so that the same file runs two ways: imported by the
-in-cluster check of the e2e image (`in_cluster.py verify`), and as the whole program of the
-host suite's checker pod on the scorer's image (`python -c <this file>`, settings from the
+Standard library and aiokafka only. Both live in the e2e image (k8s-tests/e2e/Dockerfile),
+where this file runs two ways: imported by the in-cluster check (`in_cluster.py verify`), and
+as the program of the host suite's checker pod (`python kafka_verdict.py`, settings from the
 environment, the verdict as the last line of its log).
 """
 

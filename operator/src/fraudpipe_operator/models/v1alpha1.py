@@ -507,7 +507,8 @@ class Monitoring(Model):
         default=True, description="Create ServiceMonitors (scorer, API, broker) when possible."
     )
     prometheus_rules: bool = Field(
-        default=True, description="Create the PrometheusRule (lag, errors, alert rate, down)."
+        default=True,
+        description="Create the PrometheusRule: recording rules and alerts (docs/metrics.md).",
     )
     labels: dict[str, str] = Field(
         default_factory=dict,

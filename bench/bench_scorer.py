@@ -313,6 +313,7 @@ def main() -> None:
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="fraudpipe-bench-scorer-", dir="/tmp"))
+    scratch.chmod(0o755)  # the stack's postgres user must reach its data dir below
     stack_root = None
     names = {"kafka": "KAFKA_BOOTSTRAP_SERVERS", "redis": "REDIS_URL", "postgres": "DATABASE_URL"}
     settings: dict[str, str] = {}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fraudpipe_common.contracts.decisions import Verdict
 from fraudpipe_common.features import FEATURE_NAMES
-from fraudpipe_common.rules import Thresholds, decide
+from fraudpipe_common.rules import Thresholds, decide, may_fire
 from fraudpipe_scorer.config import RuleSettings
 
 THRESHOLDS = Thresholds(flag=0.1, block=0.8)
@@ -63,3 +66,36 @@ def test_the_most_severe_verdict_wins_and_every_reason_is_kept() -> None:
     verdict, reasons = codes(9000.0, features(count_1m=9, new_country=1), 0.2)
     assert verdict is Verdict.BLOCK
     assert reasons == ["model_score", "amount_ceiling", "velocity_1m", "new_country_large_amount"]
+
+
+_NEAR = st.sampled_from([0.0, 1.0, 7.0, 8.0, 9.0, 39.0, 40.0, 41.0, 999.99, 1000.0, 10_000.0])
+_ROW = st.lists(
+    st.one_of(_NEAR, st.floats(0, 20_000, allow_nan=False)),
+    min_size=len(FEATURE_NAMES),
+    max_size=len(FEATURE_NAMES),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(_ROW, st.one_of(st.sampled_from([0.0, 0.5, 0.9]), st.floats(0, 1))),
+        min_size=1,
+        max_size=20,
+    ),
+    flag=st.sampled_from([0.3, 0.5, 0.9]),
+    block=st.sampled_from([0.5, 0.9, 0.95]),
+)
+def test_may_fire_covers_every_row_decide_would_not_approve_plainly(
+    rows: list[tuple[list[float], float]], flag: float, block: float
+) -> None:
+    """Rows `may_fire` leaves out must be exactly APPROVE with no reason."""
+    rules = RuleSettings()
+    matrix = np.asarray([row for row, _ in rows], dtype=np.float64)
+    scores = np.asarray([score for _, score in rows], dtype=np.float64)
+    flagged = may_fire(matrix, scores, min(flag, block), rules)
+    amount_at = FEATURE_NAMES.index("amount")
+    for (row, score), might in zip(rows, flagged.tolist(), strict=True):
+        verdict, reasons = decide(row[amount_at], row, score, Thresholds(flag, block), rules)
+        if not might:
+            assert (verdict, reasons) == (Verdict.APPROVE, [])

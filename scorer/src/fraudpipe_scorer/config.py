@@ -30,6 +30,11 @@ class ScorerSettings(BaseSettings):
         description="Candidate scores every transaction, recorded as track=shadow, not acted on.",
     )
     consumer_group: str = "fraudpipe-scorer"
+    transactional_id: str | None = Field(
+        default=None,
+        description="Kafka transactional id; default <group>.<hostname>.<pid>, unique per "
+        "process and kept across a container's restarts.",
+    )
     batch_max_size: int = Field(default=500, ge=1)
     batch_max_wait_ms: int = Field(default=50, ge=1)
     metrics_port: int = Field(default=9000, ge=0, le=65535)

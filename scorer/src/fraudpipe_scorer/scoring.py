@@ -13,12 +13,12 @@ import datetime as dt
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from fraudpipe_common.contracts.decisions import DecisionRecord, Track
+from fraudpipe_common.contracts.decisions import DecisionRecord, Track, Verdict
 from fraudpipe_common.contracts.dlq import Rejection
 from fraudpipe_common.contracts.transactions import (
     InvalidTransactionError,
@@ -33,23 +33,20 @@ from fraudpipe_common.features import (
     stateless_features,
 )
 from fraudpipe_common.inference import LoadedModel
-from fraudpipe_common.rules import RuleSettings, decide
+from fraudpipe_common.rules import RuleSettings, decide, may_fire
 from fraudpipe_scorer.routing import Router, Routing
 
 Matrix = npt.NDArray[np.float64]
 
 
-class Record(Protocol):
-    """The fields of aiokafka's ConsumerRecord that scoring reads."""
+class Record(NamedTuple):
+    """One consumed message: where it came from, and its bytes."""
 
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def value(self) -> bytes | None: ...
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
 
 
 @dataclass
@@ -60,6 +57,8 @@ class BatchResult:
     decisions: list[tuple[Record, DecisionRecord]] = field(default_factory=list)
     shadow: list[tuple[Record, DecisionRecord]] = field(default_factory=list)
     rejections: list[tuple[Record, Rejection]] = field(default_factory=list)
+    # The transaction's country of each acting FLAG/BLOCK, by tx_id (stored with the alert).
+    alert_countries: dict[str, str] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -171,63 +170,83 @@ class BatchScorer:
         return Scores(routing, stable, candidate)
 
     def finish(self, batch: DecodedBatch, matrix: Matrix, scores: Scores) -> BatchResult:
-        """Rules and decisions: computation only."""
+        """Rules and decisions: computation only. The rules run per row only where one of
+        them might fire (`may_fire`, one vector operation per rule): most rows are APPROVE
+        with no reason and cost just their record."""
         result = batch.result
         if not batch.good:
             return result
         clock = time.perf_counter()
         decided = dt.datetime.now(dt.UTC)
         shadow = scores.routing.shadow
+        stable, candidate = self.stable, self.candidate
+        acting = np.asarray(scores.stable, dtype=np.float64)
+        floor = np.full(len(acting), min(stable.thresholds.flag, stable.thresholds.block))
+        if scores.candidate and not shadow:
+            assert candidate is not None
+            rows = np.fromiter(scores.candidate.keys(), dtype=np.intp)
+            acting[rows] = np.fromiter(scores.candidate.values(), dtype=np.float64)
+            floor[rows] = min(candidate.thresholds.flag, candidate.thresholds.block)
+        suspicious = may_fire(matrix, acting, floor, self.rules).tolist()
+        clipped = np.clip(acting, 0.0, 1.0).tolist()
+        names = FEATURE_NAMES
+        decisions, shadows = result.decisions, result.shadow
         for i, ((record, tx), row) in enumerate(zip(batch.good, matrix.tolist(), strict=True)):
-            features = dict(zip(FEATURE_NAMES, row, strict=True))
+            features = dict(zip(names, row, strict=True))
             event_ts = dt.datetime.fromtimestamp(tx.ts, dt.UTC)
-            candidate = scores.candidate.get(i)
-            if candidate is not None and not shadow:
-                acting = self._decision(
-                    tx, row, features, candidate, Track.CANARY, event_ts, decided
+            candidate_score = scores.candidate.get(i)
+            on_canary = candidate_score is not None and not shadow
+            model = candidate if on_canary else stable
+            assert model is not None
+            if suspicious[i]:
+                verdict, reasons = decide(
+                    tx.amount, row, float(acting[i]), model.thresholds, self.rules
                 )
+                if verdict is not Verdict.APPROVE:
+                    result.alert_countries[tx.tx_id] = tx.country
             else:
-                acting = self._decision(
-                    tx, row, features, scores.stable[i], Track.STABLE, event_ts, decided
+                verdict, reasons = Verdict.APPROVE, []
+            decisions.append(
+                (
+                    record,
+                    DecisionRecord(
+                        tx.tx_id,
+                        tx.user_id,
+                        verdict,
+                        clipped[i],
+                        model.digest,
+                        Track.CANARY if on_canary else Track.STABLE,
+                        reasons,
+                        features,
+                        event_ts,
+                        decided,
+                    ),
                 )
-            result.decisions.append((record, acting))
-            if candidate is not None and shadow:
-                result.shadow.append(
+            )
+            if candidate_score is not None and shadow:
+                assert candidate is not None
+                verdict, reasons = decide(
+                    tx.amount, row, candidate_score, candidate.thresholds, self.rules
+                )
+                shadows.append(
                     (
                         record,
-                        self._decision(
-                            tx, row, features, candidate, Track.SHADOW, event_ts, decided
+                        DecisionRecord(
+                            tx.tx_id,
+                            tx.user_id,
+                            verdict,
+                            min(max(candidate_score, 0.0), 1.0),
+                            candidate.digest,
+                            Track.SHADOW,
+                            reasons,
+                            features,
+                            event_ts,
+                            decided,
                         ),
                     )
                 )
         _lap(result, "rules", clock)
         return result
-
-    def _decision(
-        self,
-        tx: Tx,
-        row: list[float],
-        features: dict[str, float],
-        score: float,
-        track: Track,
-        event_ts: dt.datetime,
-        decided: dt.datetime,
-    ) -> DecisionRecord:
-        model = self.stable if track is Track.STABLE else self.candidate
-        assert model is not None
-        verdict, reasons = decide(tx.amount, row, score, model.thresholds, self.rules)
-        return DecisionRecord(
-            tx.tx_id,
-            tx.user_id,
-            verdict,
-            min(max(score, 0.0), 1.0),
-            model.digest,
-            track,
-            reasons,
-            features,
-            event_ts,
-            decided,
-        )
 
 
 def _lap(result: BatchResult, stage: str, since: float) -> float:

@@ -1,13 +1,20 @@
 """The scorer's run loop: fetch a micro-batch, score it, write every sink, commit.
 
 Order per batch (DESIGN.md §5): features and scores (Redis), then the decision cache (Redis)
-and the alerts (Postgres) together, then one Kafka transaction per source partition with its
-decisions, its DLQ records and its next offset. Batches overlap without reordering: batch
-k+1's feature call runs in Redis while batch k is decided and saved, and batch k's Kafka
-transactions run while batch k+1 is; each step waits for the same step of the batch before.
-Each step is retried with backoff while its dependency is down and nothing new is fetched
-meanwhile (the consumer is in effect paused); offsets move only inside the Kafka transactions,
-so no unsaved work is ever committed. A rebalance waits for the batches in flight.
+and the alerts (Postgres) together, then one Kafka transaction with the batch's decisions, its
+DLQ records and its next offsets. Batches overlap without reordering: batch k+1's feature call
+runs in Redis while batch k is decided and saved, and batch k's Kafka transaction runs while
+batch k+1 is; each step waits for the same step of the batch before. Redis and Postgres steps
+are retried with backoff while their dependency is down and nothing new is fetched meanwhile
+(the consumer is in effect paused). Offsets move only inside the Kafka transactions, so no
+unsaved work is ever committed; a transaction that fails drops every uncommitted batch and
+rewinds the consumer to the first of them, which are then scored again (idempotent features,
+cache and alerts make that safe). A rebalance commits the batches in flight first; a lost
+assignment (this scorer was a zombie) drops them.
+
+Kafka I/O is librdkafka's (confluent-kafka): its consume and transaction calls block and
+release the GIL, so they run in worker threads, and rebalance callbacks, which librdkafka runs
+inside `consume`, hand their work to the event loop (decision 67).
 """
 
 from __future__ import annotations
@@ -16,18 +23,20 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
+import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+import orjson
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from redis.asyncio import Redis
 
 from fraudpipe_common import inference
 from fraudpipe_common.contracts.decisions import DecisionRecord
-from fraudpipe_common.contracts.dlq import Rejection
 from fraudpipe_common.features import OnlineFeatureStore
 from fraudpipe_common.kafka import KafkaSettings, TopicSettings
 from fraudpipe_common.rules import RuleSettings
@@ -39,8 +48,9 @@ from fraudpipe_scorer.scoring import BatchResult, BatchScorer, DecodedBatch, Mat
 from fraudpipe_scorer.sinks import (
     AlertStore,
     DecisionCache,
-    PartitionTransactions,
+    DecisionTransactions,
     ProducerFencedError,
+    TransactionFailedError,
 )
 
 log = logging.getLogger(__name__)
@@ -80,6 +90,15 @@ class Scorer:
         self._models_loaded = False
         self._redis: Redis | None = None
         self._pool: asyncpg.Pool | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        # Batches fetched and not yet committed, oldest first: where to rewind to.
+        self._uncommitted: collections.deque[DecodedBatch] = collections.deque()
+        self._kafka_failures = 0
+        self._rebalances = 0  # bumped by every rebalance callback
+        # Kept by the rebalance callbacks, so that the event loop never calls into the consumer
+        # while `consume` may be inside a callback waiting for the loop (that deadlocks).
+        self._owned: set[tuple[str, int]] = set()
+        self._group_metadata: object | None = None
 
     def stop(self) -> None:
         """Finish the batch in flight, commit it, leave (SIGTERM)."""
@@ -150,26 +169,21 @@ class Scorer:
             )
             cache = DecisionCache(self._redis, s.redis_key_prefix, s.decision_cache_ttl_s)
             alerts = AlertStore(self._pool)
-            txns = PartitionTransactions(
-                self.kafka, s.consumer_group, self.topics.decisions_topic, self.topics.dlq_topic
+            txns = DecisionTransactions(
+                self.kafka,
+                s.transactional_id or _process_transactional_id(s.consumer_group),
+                self.topics.decisions_topic,
+                self.topics.dlq_topic,
             )
-            consumer = AIOKafkaConsumer(
-                **self.kafka.aiokafka(),
-                group_id=s.consumer_group,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                isolation_level="read_committed",
-                # Answer as soon as anything is there: the batch wait bounds latency, not the
-                # broker's.
-                fetch_max_wait_ms=min(s.batch_max_wait_ms, 20),
-                fetch_min_bytes=1,
-                max_partition_fetch_bytes=4 * 1_048_576,
-                session_timeout_ms=10_000,
-                heartbeat_interval_ms=2_000,
-            )
+            consumer = Consumer(self._consumer_config())
             self._parts = _Parts(scorer, cache, alerts, txns, consumer)
-            consumer.subscribe([self.topics.transactions_topic], listener=_Rebalance(self, txns))
-            await consumer.start()
+            self._event_loop = asyncio.get_running_loop()
+            consumer.subscribe(
+                [self.topics.transactions_topic],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
             fenced = False
             try:
                 await self._loop(consumer)
@@ -181,13 +195,17 @@ class Scorer:
                     try:
                         if not fenced:
                             await self._drain()
-                    except (BatchAbandonedError, ProducerFencedError) as exc:
+                    except (
+                        BatchAbandonedError,
+                        ProducerFencedError,
+                        TransactionFailedError,
+                    ) as exc:
                         log.warning("left uncommitted: %s", exc)
                     finally:
-                        if self._pending is not None:
-                            self._pending.features.cancel()
-                        await txns.close_all()
-                await consumer.stop()
+                        self._drop_pending()
+                # Leaves the group at once (its revoke callback finds nothing in flight).
+                await asyncio.to_thread(consumer.close)
+                await asyncio.to_thread(txns.close)
         finally:
             if self._redis is not None:
                 await self._redis.aclose()
@@ -200,19 +218,47 @@ class Scorer:
                     self._pool.terminate()
             await runner.cleanup()
 
-    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
-        wait_ms, size = self.settings.batch_max_wait_ms, self.settings.batch_max_size
+    def _consumer_config(self) -> dict[str, Any]:
+        s = self.settings
+        return self.kafka.librdkafka() | {
+            "group.id": s.consumer_group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            # Only committed input; and committed offsets are read only once no transaction
+            # holding offsets for the partition is pending (KIP-447's stable offsets).
+            "isolation.level": "read_committed",
+            # Answer as soon as anything is there: the batch wait bounds latency, not the
+            # broker's.
+            "fetch.wait.max.ms": min(s.batch_max_wait_ms, 20),
+            "fetch.min.bytes": 1,
+            "max.partition.fetch.bytes": 4 * 1_048_576,
+            "queued.max.messages.kbytes": 32_768,
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 2_000,
+            "partition.assignment.strategy": "range",
+            # Lag per partition comes from librdkafka's statistics (served in `consume`).
+            "statistics.interval.ms": 1_000,
+            "stats_cb": self._on_stats,
+        }
+
+    async def _loop(self, consumer: Consumer) -> None:
+        wait_s, size = self.settings.batch_max_wait_ms / 1000, self.settings.batch_max_size
         while not self._stop.is_set():
             if self._fatal is not None:
                 raise self._fatal
             # With a batch waiting for its decisions, take only what is already fetched.
-            timeout = 0 if self._pending is not None else wait_ms
-            fetched = await consumer.getmany(timeout_ms=timeout, max_records=size)
+            timeout = 0 if self._pending is not None else wait_s
+            rebalances = self._rebalances
+            fetched = await asyncio.to_thread(consumer.consume, size, timeout)
             async with self._batch_lock:
-                owned = consumer.assignment()
-                # A rebalance may have taken a partition between the fetch and now: its
-                # records are the new owner's.
-                records = [r for tp, rs in fetched.items() if tp in owned for r in rs]
+                records = self._records(consumer, fetched)
+                if self._rebalances != rebalances:
+                    # The assignment changed inside this call: what it returned may predate
+                    # the change, so none of it is scored; the partitions still ours are read
+                    # again from the first of it (the committed offset after the revoke).
+                    self._seek_to_first(consumer, records)
+                    records = []
                 if not records and self._pending is None:
                     continue
                 try:
@@ -220,6 +266,124 @@ class Scorer:
                 except BatchAbandonedError as exc:
                     log.warning("%s", exc)
                     return
+                except TransactionFailedError as exc:
+                    await self._rewind(consumer, exc)
+
+    def _records(self, consumer: Consumer, fetched: list[Message]) -> list[Record]:
+        owned = self._owned
+        records = []
+        for message in fetched:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                # Transport hiccups: librdkafka reconnects and refetches by itself.
+                log.warning("consumer: %s", error.str())
+                continue
+            # A message without an error always has its topic, partition and offset.
+            topic, partition = cast(str, message.topic()), cast(int, message.partition())
+            if (topic, partition) in owned:  # never a revoked partition's leftovers
+                offset = cast(int, message.offset())
+                records.append(Record(topic, partition, offset, message.key(), message.value()))
+        return records
+
+    async def _rewind(self, consumer: Consumer, exc: TransactionFailedError) -> None:
+        """A transaction failed: drop every uncommitted batch, point the consumer back at the
+        first of them, wait before trying again (call under the lock)."""
+        self.metrics.sink_errors.labels("kafka").inc()
+        self._drop_pending()
+        self._in_flight = None
+        self._seek_to_first(consumer, [r for batch in self._uncommitted for r in batch.records])
+        self._uncommitted.clear()
+        if exc.stale_member:
+            # This scorer was a zombie: the next consume rejoins the group.
+            log.warning("transaction refused, not a group member any more: %s", exc)
+            return
+        delay = min(0.1 * 2**self._kafka_failures, MAX_BACKOFF_S)
+        self._kafka_failures += 1
+        log.warning(
+            "kafka transaction failed (%s); batches rewound, retrying in %.1f s", exc, delay
+        )
+        await asyncio.sleep(delay)
+
+    def _seek_to_first(self, consumer: Consumer, records: Sequence[Record]) -> None:
+        first: dict[tuple[str, int], int] = {}
+        for record in records:
+            tp = (record.topic, record.partition)
+            first[tp] = min(first.get(tp, record.offset), record.offset)
+        for (topic, partition), offset in first.items():
+            if (topic, partition) in self._owned:
+                consumer.seek(TopicPartition(topic, partition, offset))
+                log.info("rewound %s[%d] to %d", topic, partition, offset)
+
+    def _drop_pending(self) -> None:
+        if self._pending is not None:
+            self._pending.features.cancel()
+            self._pending = None
+
+    # -- rebalances: librdkafka calls these from `consume`, in its worker thread ---------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._rebalances += 1
+        log.info("assigned %s", _names(partitions))
+        self._owned = {(tp.topic, tp.partition) for tp in partitions}
+        # The generation these partitions belong to: their offsets go with it (KIP-447).
+        self._group_metadata = consumer.consumer_group_metadata()
+        self._joined = True
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._rebalances += 1
+        log.info("revoked %s", _names(partitions))
+        self._owned = set()  # (eager: all of them)
+        # The batches in flight commit (their offsets travel in their transactions) before the
+        # partitions go.
+        self._on_loop(self._revoked(partitions, lost=False))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._rebalances += 1
+        log.warning("lost %s", _names(partitions))
+        self._owned = set()
+        # Someone else may own them already: what is in flight is dropped, not committed.
+        self._on_loop(self._revoked(partitions, lost=True))
+
+    def _on_stats(self, stats_json: str) -> None:
+        stats = orjson.loads(stats_json)
+        topic = stats.get("topics", {}).get(self.topics.transactions_topic, {})
+        for partition, p in topic.get("partitions", {}).items():
+            if (self.topics.transactions_topic, int(partition)) in self._owned:
+                # Last stable offset (read_committed) minus the next offset handed to us.
+                stable, position = p.get("ls_offset", -1), p.get("app_offset", -1)
+                if stable >= 0 and position >= 0:
+                    self.metrics.lag.labels(partition).set(max(stable - position, 0))
+
+    def _on_loop(self, work: Coroutine[Any, Any, None]) -> None:
+        assert self._event_loop is not None
+        asyncio.run_coroutine_threadsafe(work, self._event_loop).result()
+
+    async def _revoked(self, partitions: list[TopicPartition], *, lost: bool) -> None:
+        async with self._batch_lock:
+            try:
+                if lost:
+                    self._drop_pending()
+                    task, self._in_flight = self._in_flight, None
+                    if task is not None:
+                        # Its offsets were sent with the old generation: it commits (KIP-447
+                        # keeps that exact) or fails; either way nothing more is owed.
+                        with contextlib.suppress(TransactionFailedError):
+                            await task
+                else:
+                    await self._drain()
+            except (BatchAbandonedError, TransactionFailedError) as exc:
+                log.warning("partitions revoked with work uncommitted: %s", exc)
+            except Exception as exc:
+                self._fatal = exc  # the run loop raises it
+            finally:
+                self._drop_pending()
+                self._in_flight = None
+                # Whoever owns them next starts from the committed offsets.
+                self._uncommitted.clear()
+        for tp in partitions:
+            with contextlib.suppress(KeyError):
+                self.metrics.lag.remove(str(tp.partition))
 
     async def _advance(self, records: Sequence[Any]) -> None:
         """Send batch k+1's features call, then finish batch k while Redis computes them.
@@ -232,6 +396,7 @@ class Scorer:
         stateful = await previous.features if previous is not None else None
         if records:
             batch = parts.scorer.decode(records)
+            self._uncommitted.append(batch)
             self.metrics.batch_size.observe(len(records))
             features = asyncio.create_task(
                 self._retry("redis", lambda: parts.scorer.fetch_features(batch))
@@ -284,41 +449,45 @@ class Scorer:
         cache, alerts = parts.cache, parts.alerts
         await asyncio.gather(
             self._retry("redis", lambda: cache.write([(d, p) for _, d, p in acting])),
-            self._retry("postgres", lambda: alerts.write([d for _, d, _ in acting])),
+            self._retry(
+                "postgres",
+                lambda: alerts.write([d for _, d, _ in acting], result.alert_countries),
+            ),
         )
         m.stage.labels("cache_and_alerts").observe(time.perf_counter() - started)
 
-        per_partition: dict[TopicPartition, _PartitionWork] = {}
+        next_offsets: dict[tuple[str, int], int] = {}
         for record in batch.records:
-            tp = TopicPartition(record.topic, record.partition)
-            work = per_partition.setdefault(tp, _PartitionWork())
-            work.next_offset = max(work.next_offset, record.offset + 1)
-        for record, d, payload in (*acting, *shadow):
-            per_partition[TopicPartition(record.topic, record.partition)].decisions.append(
-                (d.tx_id, payload)
-            )
-        for record, rejection in result.rejections:
-            tp = TopicPartition(record.topic, record.partition)
-            per_partition[tp].rejections.append((record, rejection))
-        prepared = _Prepared(result, acting, shadow, per_partition)
-        # Batch k's Kafka transactions ran while batch k+1 was scored and saved; they finish
-        # before k+1's start, so each partition's offsets only grow.
+            tp = (record.topic, record.partition)
+            next_offsets[tp] = max(next_offsets.get(tp, 0), record.offset + 1)
+        prepared = _Prepared(
+            result,
+            acting,
+            shadow,
+            [(d.tx_id.encode(), payload) for _, d, payload in (*acting, *shadow)],
+            [TopicPartition(topic, partition, o) for (topic, partition), o in next_offsets.items()],
+        )
+        # Batch k's Kafka transaction ran while batch k+1 was scored and saved; it finishes
+        # before k+1's starts, so offsets only grow.
         await self._settle()
         self._in_flight = asyncio.create_task(self._commit(prepared, parts.consumer, parts.txns))
 
     async def _commit(
-        self, prepared: _Prepared, consumer: AIOKafkaConsumer, txns: PartitionTransactions
+        self, prepared: _Prepared, consumer: Consumer, txns: DecisionTransactions
     ) -> None:
-        """One Kafka transaction per partition: decisions, DLQ records, next offset."""
+        """One Kafka transaction: decisions, DLQ records, next offsets."""
         m = self.metrics
         started = time.perf_counter()
-
-        def commit(tp: TopicPartition, w: _PartitionWork) -> Callable[[], Awaitable[None]]:
-            return lambda: txns.commit(tp, w.decisions, w.rejections, w.next_offset)
-
-        await asyncio.gather(
-            *(self._retry("kafka", commit(tp, w)) for tp, w in prepared.per_partition.items())
+        await asyncio.to_thread(
+            txns.commit,
+            prepared.decisions,
+            prepared.result.rejections,
+            prepared.offsets,
+            self._group_metadata,
         )
+        if self._uncommitted:  # (a lost assignment may have dropped it meanwhile)
+            self._uncommitted.popleft()
+        self._kafka_failures = 0
         m.stage.labels("kafka_commit").observe(time.perf_counter() - started)
 
         now = time.time()
@@ -340,10 +509,6 @@ class Scorer:
                 observe_score(value)
         for _, rejection in prepared.result.rejections:
             m.dlq.labels(rejection.code).inc()
-        for tp, w in prepared.per_partition.items():
-            highwater = consumer.highwater(tp)
-            if highwater is not None:
-                m.lag.labels(str(tp.partition)).set(max(highwater - w.next_offset, 0))
 
     async def _retry(self, dependency: str, action: Callable[[], Awaitable[T]]) -> T:
         delay = 0.1
@@ -377,8 +542,8 @@ class _Parts:
     scorer: BatchScorer
     cache: DecisionCache
     alerts: AlertStore
-    txns: PartitionTransactions
-    consumer: AIOKafkaConsumer
+    txns: DecisionTransactions
+    consumer: Consumer
 
 
 @dataclass
@@ -394,45 +559,17 @@ class _Prepared:
     result: BatchResult
     acting: list[tuple[Record, DecisionRecord, bytes]]
     shadow: list[tuple[Record, DecisionRecord, bytes]]
-    per_partition: dict[TopicPartition, _PartitionWork]
+    decisions: list[tuple[bytes, bytes]]  # (key, value) for decisions.v1
+    offsets: list[TopicPartition]  # the next offset of each partition in the batch
 
 
-class _PartitionWork:
-    __slots__ = ("decisions", "next_offset", "rejections")
-
-    def __init__(self) -> None:
-        self.decisions: list[tuple[str, bytes]] = []
-        self.rejections: list[tuple[Record, Rejection]] = []
-        self.next_offset = -1
+def _names(partitions: Sequence[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, scorer: Scorer, txns: PartitionTransactions) -> None:
-        self._scorer = scorer
-        self._txns = txns
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # The batch in flight commits (its offsets travel in its transactions) before the
-        # partitions go; then their producers close.
-        async with self._scorer._batch_lock:
-            try:
-                await self._scorer._drain()
-            except BatchAbandonedError as exc:
-                log.warning("%s", exc)
-            except Exception as exc:
-                self._scorer._fatal = exc  # the run loop raises it
-            await self._txns.close(list(revoked))
-        for tp in revoked:
-            with contextlib.suppress(KeyError):
-                self._scorer.metrics.lag.remove(str(tp.partition))
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        # Opening the producers now fences a previous owner of each partition and aborts
-        # whatever transaction it left open.
-        async with self._scorer._batch_lock:
-            for tp in assigned:
-                await self._txns.open(tp)
-        self._scorer._joined = True
+def _process_transactional_id(group: str) -> str:
+    """Unique per process, stable across a container's restarts (same pod name, same pid)."""
+    return f"{group}.{socket.gethostname()}.{os.getpid()}"
 
 
 async def _create_pool(url: str, scorer: Scorer) -> asyncpg.Pool:

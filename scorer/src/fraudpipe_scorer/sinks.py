@@ -1,5 +1,5 @@
 """Where a scored batch goes: Redis decision cache, Postgres alerts, and one Kafka transaction
-per source partition carrying its decisions, its DLQ records and its consumed offset.
+carrying its decisions, its DLQ records and its consumed offsets.
 
 Redis and Postgres writes are idempotent (SET of the same value, ON CONFLICT DO NOTHING), so
 they run first and may repeat after a crash; the Kafka transaction commits last and is what
@@ -9,24 +9,19 @@ replay overwrites nothing and duplicates nothing (docs/decisions.md).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import ProducerFenced, TransactionalIdAuthorizationFailed
-from aiokafka.producer.message_accumulator import BatchBuilder
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from redis.asyncio import Redis
 
 from fraudpipe_common.contracts.decisions import DecisionRecord, Verdict
 from fraudpipe_common.contracts.dlq import Rejection
 from fraudpipe_common.contracts.transactions import SCHEMA_HEADER
 from fraudpipe_common.kafka import KafkaSettings
-from fraudpipe_common.partitioning import partitions
 from fraudpipe_scorer.scoring import Record
 
 log = logging.getLogger(__name__)
@@ -59,9 +54,10 @@ class DecisionCache:
 
 _INSERT_ALERTS = """
 INSERT INTO alerts (tx_id, user_id, decision, score, model_digest, track, reasons, features,
-                    event_ts, decided_ts)
+                    event_ts, decided_ts, country)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[],
-                     $7::jsonb[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[])
+                     $7::jsonb[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[],
+                     $11::text[])
 ON CONFLICT (tx_id) DO NOTHING
 """
 
@@ -72,11 +68,14 @@ class AlertStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def write(self, decisions: Sequence[DecisionRecord]) -> None:
+    async def write(
+        self, decisions: Sequence[DecisionRecord], countries: Mapping[str, str]
+    ) -> None:
+        """`countries`: each alert's transaction country, by tx_id."""
         alerts = [d for d in decisions if d.decision is not Verdict.APPROVE]
         if not alerts:
             return
-        columns: list[list[object]] = [[] for _ in range(10)]
+        columns: list[list[object]] = [[] for _ in range(11)]
         for d in alerts:
             values = (
                 d.tx_id,
@@ -89,6 +88,7 @@ class AlertStore:
                 orjson.dumps(d.features).decode(),
                 d.event_ts,
                 d.decided_ts,
+                countries.get(d.tx_id),
             )
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
@@ -96,135 +96,138 @@ class AlertStore:
             await conn.execute(_INSERT_ALERTS, *columns)
 
 
-_DECISION_HEADERS = [(SCHEMA_HEADER, b"decisions.v1")]
+_DECISION_HEADERS: list[tuple[str, str | bytes | None]] = [(SCHEMA_HEADER, b"decisions.v1")]
+
+# Error codes of a producer whose consumer is no longer the group's member for the offsets it
+# sends: a zombie's transaction, to be dropped, not retried.
+_STALE_MEMBER = {
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError.FENCED_INSTANCE_ID,
+    KafkaError.REBALANCE_IN_PROGRESS,
+}
 
 
 class ProducerFencedError(RuntimeError):
-    """Another scorer took over a partition's transactional id: this process is a zombie."""
+    """The transactional producer hit a fatal error (another process took its transactional
+    id, most often): this process must stop and commit nothing more."""
 
 
-class PartitionTransactions:
-    """One transactional producer per assigned input partition.
+class TransactionFailedError(RuntimeError):
+    """A batch's transaction did not commit (aborted, or its outcome unknown after a timeout):
+    nothing of it is visible to read_committed readers and its offsets did not move."""
 
-    The transactional id is derived from the consumer group and the input partition, so
-    whichever scorer is assigned a partition uses the same id; its `init_transactions` bumps
-    the producer epoch, aborts whatever the previous owner left open and fences it: a zombie
-    that still believes it owns the partition can no longer commit (docs/decisions.md).
+    def __init__(self, message: str, *, stale_member: bool = False) -> None:
+        super().__init__(message)
+        self.stale_member = stale_member
+
+
+class DecisionTransactions:
+    """The scorer's one transactional producer (librdkafka, KIP-447).
+
+    Each batch is one transaction: its decisions (key tx_id), its DLQ records and its input
+    offsets, sent with the consumer's group metadata. The group coordinator refuses offsets
+    from a member of an older generation, so a zombie scorer (frozen while its partitions were
+    given to another) cannot commit: its transaction aborts. A successor reads the committed
+    offsets only once no transaction holding offsets for them is pending (read_committed
+    consumers ask for stable offsets), so it starts exactly after the last committed batch.
+
+    The transactional id names the process: a restarted container keeps it, and its
+    `init_transactions` aborts what the previous run left open at once; a transaction left
+    open under another id (a deleted pod) is aborted by the broker after
+    `transaction.timeout.ms` (decision 67).
+
+    Every method blocks: the service calls them from a worker thread (librdkafka releases the
+    GIL, and its own threads batch, compress and send).
     """
 
     def __init__(
-        self, kafka: KafkaSettings, group_id: str, decisions_topic: str, dlq_topic: str
+        self,
+        kafka: KafkaSettings,
+        transactional_id: str,
+        decisions_topic: str,
+        dlq_topic: str,
+        *,
+        transaction_timeout_ms: int = 10_000,
+        request_timeout_s: float = 10.0,
     ) -> None:
-        self._kafka = kafka
-        self._group_id = group_id
         self._decisions_topic = decisions_topic
         self._dlq_topic = dlq_topic
-        self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
-        self._opening = asyncio.Lock()
-
-    def transactional_id(self, tp: TopicPartition) -> str:
-        return f"{self._group_id}.{tp.topic}.{tp.partition}"
-
-    async def open(self, tp: TopicPartition) -> AIOKafkaProducer:
-        # Two producers with one transactional id fence each other: opening is serialised
-        # (the rebalance listener and a batch may both ask for a new partition's producer).
-        async with self._opening:
-            return await self._open(tp)
-
-    async def _open(self, tp: TopicPartition) -> AIOKafkaProducer:
-        producer = self._producers.get(tp)
-        if producer is None:
-            producer = AIOKafkaProducer(
-                **self._kafka.aiokafka(),
-                transactional_id=self.transactional_id(tp),
-                compression_type="lz4",
-                linger_ms=0,
-                # A partition's next transaction starts as soon as the last one committed, often
-                # before the broker wrote its markers: the broker answers "concurrent
-                # transactions" and the client waits this long to retry (KAFKA-5477). The
-                # default 100 ms would be most of the end-to-end latency.
-                retry_backoff_ms=10,
-                max_batch_size=1_048_576,
+        self._timeout_s = request_timeout_s
+        self._producer = Producer(
+            kafka.librdkafka()
+            | {
+                "transactional.id": transactional_id,
+                "transaction.timeout.ms": transaction_timeout_ms,
+                # The Java client's default partitioner: decisions land where any Kafka client
+                # would put their key.
+                "partitioner": "murmur2_random",
+                "compression.type": "lz4",
+                "linger.ms": 1,
                 # Room for the largest message the DLQ must carry back (1 MiB value + headers).
-                max_request_size=2_097_152,
-            )
-            await producer.start()  # init_transactions: fences the previous owner
-            self._producers[tp] = producer
-        return producer
+                "message.max.bytes": 2_097_152,
+                # A partition's next transaction often starts before the broker wrote the last
+                # one's markers: "concurrent transactions" is retried after this long.
+                "retry.backoff.ms": 10,
+            }
+        )
+        self._initialised = False
+        self._open = False  # a transaction begun and neither committed nor aborted
 
-    async def close(self, tps: Sequence[TopicPartition]) -> None:
-        for tp in tps:
-            producer = self._producers.pop(tp, None)
-            if producer is not None:
-                with contextlib.suppress(Exception):  # a fenced producer may fail to stop
-                    await producer.stop()
-
-    async def close_all(self) -> None:
-        await self.close(list(self._producers))
-
-    async def commit(
+    def commit(
         self,
-        tp: TopicPartition,
-        decisions: Sequence[tuple[str, bytes]],
+        decisions: Sequence[tuple[bytes, bytes]],
         rejections: Sequence[tuple[Record, Rejection]],
-        next_offset: int,
+        offsets: Sequence[TopicPartition],
+        group_metadata: object,
     ) -> None:
-        """Decisions (key tx_id), DLQ records and the partition's next offset, atomically."""
-        producer = await self.open(tp)
+        """Decisions (key, value), DLQ records and the next offsets, atomically, or raise."""
+        p = self._producer
         try:
-            async with producer.transaction():
-                futures = await self._send_decisions(producer, decisions)
-                for record, rejection in rejections:
-                    futures.append(
-                        await producer.send(
-                            self._dlq_topic,
-                            record.value or b"",
-                            key=getattr(record, "key", None),
-                            headers=rejection.headers(),
-                        )
-                    )
-                # gather retrieves every failure, not just the first.
-                await asyncio.gather(*futures)
-                await producer.send_offsets_to_transaction({tp: next_offset}, self._group_id)
-        except Exception as exc:
-            # The producer's state after a failed transaction is not worth reasoning about:
-            # drop it; the next attempt starts a fresh one (and fences nobody but ourselves).
-            self._producers.pop(tp, None)
-            with contextlib.suppress(Exception):  # already failing: the first error matters
-                await producer.stop()
-            if isinstance(exc, ProducerFenced | TransactionalIdAuthorizationFailed):
-                raise ProducerFencedError(
-                    f"partition {tp.topic}[{tp.partition}] was taken over by another scorer"
-                ) from exc
-            raise
+            if not self._initialised:
+                p.init_transactions(self._timeout_s)
+                self._initialised = True
+            if self._open:
+                p.abort_transaction(self._timeout_s)
+                self._open = False
+            p.begin_transaction()
+            self._open = True
+            topic = self._decisions_topic
+            for key, payload in decisions:
+                self._produce(topic, payload, key, _DECISION_HEADERS)
+            for record, rejection in rejections:
+                self._produce(
+                    self._dlq_topic, record.value or b"", record.key, [*rejection.headers()]
+                )
+            p.send_offsets_to_transaction(list(offsets), group_metadata, self._timeout_s)
+            p.commit_transaction(self._timeout_s)
+            self._open = False
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.fatal():
+                raise ProducerFencedError(error.str()) from exc
+            raise TransactionFailedError(
+                f"{error.name()}: {error.str()}", stale_member=error.code() in _STALE_MEMBER
+            ) from exc
 
-    async def _send_decisions(
-        self, producer: AIOKafkaProducer, decisions: Sequence[tuple[str, bytes]]
-    ) -> list[asyncio.Future[Any]]:
-        """Decisions keyed by tx_id, written straight into one record batch per output
-        partition: `send()` per message costs a future and a queue round per record, which at
-        thousands a second is most of the producer's time. The partition is the one `send()`
-        would pick (murmur2 of the key, like the Java client)."""
-        topic = self._decisions_topic
-        count = len(await producer.partitions_for(topic))
-        keys = [tx_id.encode() for tx_id, _ in decisions]
-        builders: dict[int, BatchBuilder] = {}
-        futures: list[asyncio.Future[Any]] = []
-        for (tx_id, payload), key, partition in zip(
-            decisions, keys, partitions(keys, count), strict=True
-        ):
-            builder = builders.get(partition)
-            if builder is None:
-                builder = builders[partition] = producer.create_batch()
-            if builder.append(key=key, value=payload, timestamp=None, headers=_DECISION_HEADERS):
-                continue
-            # Full: send it and start the next one.
-            futures.append(await producer.send_batch(builder, topic, partition=partition))
-            builder = builders[partition] = producer.create_batch()
-            if not builder.append(
-                key=key, value=payload, timestamp=None, headers=_DECISION_HEADERS
-            ):
-                raise ValueError(f"decision {tx_id} does not fit in an empty record batch")
-        for partition, builder in builders.items():
-            futures.append(await producer.send_batch(builder, topic, partition=partition))
-        return futures
+    def _produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: list[tuple[str, str | bytes | None]],
+    ) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value, key, headers=headers)
+                return
+            except BufferError:
+                # The local queue is full: let librdkafka deliver some first.
+                self._producer.poll(0.05)
+
+    def close(self) -> None:
+        """Abort a transaction left open by a failure; nothing else is ever pending."""
+        if self._open:
+            with contextlib.suppress(KafkaException):
+                self._producer.abort_transaction(self._timeout_s)
+            self._open = False

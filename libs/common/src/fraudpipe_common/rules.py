@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -20,6 +22,7 @@ from fraudpipe_common.features import FEATURE_NAMES
 _AT = {name: i for i, name in enumerate(FEATURE_NAMES)}
 _COUNT_1M, _COUNT_1H = _AT["count_1m"], _AT["count_1h"]
 _NEW_COUNTRY, _USER_TX_COUNT = _AT["new_country"], _AT["user_tx_count"]
+_AMOUNT = _AT["amount"]
 _SEVERITY = {Verdict.APPROVE: 0, Verdict.FLAG: 1, Verdict.BLOCK: 2}
 
 
@@ -102,3 +105,27 @@ def decide(
             f"(limit {rules.new_country_amount:.2f})",
         )
     return verdict, reasons
+
+
+def may_fire(
+    features: npt.NDArray[np.float64],
+    scores: npt.NDArray[np.float64],
+    score_floor: npt.NDArray[np.float64] | float,
+    rules: RuleSettings,
+) -> npt.NDArray[np.bool_]:
+    """Rows (feature vectors in FEATURE_NAMES order, whose `amount` column is the amount) for
+    which some rule of `decide` might fire; `score_floor` is min(flag, block) of the model
+    that scores each row. Every other row is APPROVE with no reason, so a batch calls
+    `decide` only for these (the test holds this to `decide` itself)."""
+    amount = features[:, _AMOUNT]
+    return (
+        (scores >= score_floor)
+        | (amount > rules.amount_ceiling)
+        | (features[:, _COUNT_1M] > rules.velocity_1m)
+        | (features[:, _COUNT_1H] > rules.velocity_1h)
+        | (
+            (features[:, _NEW_COUNTRY] >= 1.0)
+            & (features[:, _USER_TX_COUNT] > 0)
+            & (amount >= rules.new_country_amount)
+        )
+    )

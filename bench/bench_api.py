@@ -48,7 +48,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -61,6 +61,7 @@ BIN = Path(sys.executable).parent
 P99_LIMIT_MS = 50.0
 PAGE = 50
 MAX_CONNECTIONS = 1000
+ANSWER_WAIT_S = 120
 
 
 def free_port() -> int:
@@ -196,8 +197,7 @@ class _Connection(asyncio.Protocol):
         self.status = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def send(self, request: bytes, due: float) -> None:
         assert self.transport is not None
@@ -263,6 +263,7 @@ class OpenLoop:
         self._one_less()
 
     def lost(self, conn: _Connection) -> None:
+        self.connections -= 1
         if conn in self.idle:
             self.idle.remove(conn)
         if conn in self.busy:  # closed with a request in flight
@@ -317,7 +318,15 @@ class OpenLoop:
                 task = asyncio.create_task(self._send(request, due))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
-        await self.all_answered.wait()
+        try:  # a server that never answers must not hang the benchmark
+            await asyncio.wait_for(self.all_answered.wait(), seconds + ANSWER_WAIT_S)
+        except TimeoutError:
+            self.errors += [f"no answer within {ANSWER_WAIT_S} s"] * self.outstanding
+            for conn in [*self.busy]:  # their answers, if any, would be counted late
+                self.busy.discard(conn)
+                if conn.transport is not None:
+                    conn.transport.abort()
+            self.waiting.clear()
         elapsed = time.perf_counter() - started
         latencies = sorted(self.latencies)
         if not latencies:
@@ -444,7 +453,7 @@ def sustained(result: dict[str, Any]) -> bool:
 
 
 async def measure(
-    port: int, meter: CpuMeter, rate: float, seconds: float, step: float
+    name: str, port: int, meter: CpuMeter, rate: float, seconds: float, step: float
 ) -> dict[str, Any]:
     """The target rate for --seconds, then the highest sustained rate: climbing by --step from
     the target while it holds, or stepping down by a quarter at a time until one holds. CPU
@@ -454,7 +463,16 @@ async def measure(
     async def run(offered: float, duration: float) -> dict[str, Any]:
         before = meter.snapshot()
         result = await load.run(offered, duration)
-        return result | CpuMeter.per_request(before, meter.snapshot(), result["requests"])
+        result |= CpuMeter.per_request(before, meter.snapshot(), result["requests"])
+        print(
+            f"{name}: {offered:g}/s offered, {result['answered_per_s']:g}/s answered, "
+            f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+            f"{result['failures']} failed, server CPU "
+            f"{result['server_cpu_ms_per_request']} ms/request, load average "
+            f"{os.getloadavg()[0]:.2f}",
+            file=sys.stderr,
+        )
+        return result
 
     try:
         await load.run(50, 3)  # warm-up: pool, prepared statements, imports
@@ -620,7 +638,14 @@ def main() -> None:
             procs.append(proc)
             try:
                 results[name] = uvloop.run(
-                    measure(port, CpuMeter(proc.pid, postgres), args.rate, args.seconds, args.step)
+                    measure(
+                        name,
+                        port,
+                        CpuMeter(proc.pid, postgres),
+                        args.rate,
+                        args.seconds,
+                        args.step,
+                    )
                 )
             except RuntimeError:
                 print((scratch / f"{name}.log").read_text()[-4000:], file=sys.stderr)

@@ -12,6 +12,8 @@ interpolated, and the buckets below it are dense enough for a p50/p99 panel.
 
 from __future__ import annotations
 
+import numpy as np
+import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 # End to end: event time to commit; the target is p99 <= 50 ms.
@@ -95,3 +97,19 @@ class ScorerMetrics:
             "1 while the candidate runs in shadow, else 0.",
             registry=r,
         )
+
+
+def observe_many(histogram: Histogram, values: npt.NDArray[np.float64]) -> None:
+    """`histogram.observe(v)` for every value, in one step: a batch's thousands of
+    observations cost one numpy call and a few increments instead of a Python call each
+    (prometheus_client has no bulk API, so this fills the same per-bucket counters and sum
+    that `observe` does; a test holds the two equal)."""
+    if not len(values):
+        return
+    bounds = histogram._upper_bounds
+    # observe() counts a value in the first bucket whose upper bound is >= it.
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=False):
+        if count:
+            bucket.inc(count)
+    histogram._sum.inc(float(values.sum()))

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import asyncpg
+import numpy as np
 import orjson
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from redis.asyncio import Redis
@@ -42,7 +43,7 @@ from fraudpipe_common.kafka import KafkaSettings, TopicSettings
 from fraudpipe_common.rules import RuleSettings
 from fraudpipe_scorer.config import ScorerSettings
 from fraudpipe_scorer.http import build_app, serve
-from fraudpipe_scorer.metrics import ScorerMetrics
+from fraudpipe_scorer.metrics import ScorerMetrics, observe_many
 from fraudpipe_scorer.routing import Router
 from fraudpipe_scorer.scoring import BatchResult, BatchScorer, DecodedBatch, Matrix, Record
 from fraudpipe_scorer.sinks import (
@@ -491,22 +492,19 @@ class Scorer:
         m.stage.labels("kafka_commit").observe(time.perf_counter() - started)
 
         now = time.time()
-        # Counted per label set first: a labelled child is looked up once per batch, not once
-        # per decision.
+        # Counted per label set first: a labelled child is looked up once per batch, and each
+        # histogram takes the batch's values in one step.
         verdicts: collections.Counter[tuple[str, str, str]] = collections.Counter()
         scores: dict[tuple[str, str], list[float]] = {}
-        observe_latency = m.end_to_end.observe
-        for _, d, _ in prepared.acting:
-            observe_latency(max(now - d.event_ts.timestamp(), 0.0))
+        event_ts = np.fromiter((d.event_ts.timestamp() for _, d, _ in prepared.acting), float)
+        observe_many(m.end_to_end, np.maximum(now - event_ts, 0.0))
         for _, d, _ in (*prepared.acting, *prepared.shadow):
             verdicts[(d.decision.value, d.model_digest, d.track.value)] += 1
             scores.setdefault((d.model_digest, d.track.value), []).append(d.score)
         for verdict_labels, count in verdicts.items():
             m.decisions.labels(*verdict_labels).inc(count)
         for score_labels, values in scores.items():
-            observe_score = m.scores.labels(*score_labels).observe
-            for value in values:
-                observe_score(value)
+            observe_many(m.scores.labels(*score_labels), np.asarray(values, dtype=np.float64))
         for _, rejection in prepared.result.rejections:
             m.dlq.labels(rejection.code).inc()
 

@@ -163,7 +163,10 @@ class DecisionTransactions:
                 # would put their key.
                 "partitioner": "murmur2_random",
                 "compression.type": "lz4",
-                "linger.ms": 1,
+                # A batch's messages all go out when its transaction commits (commit flushes,
+                # ignoring the linger); lingering until then sends one request per partition
+                # per batch instead of several, which cost the broker ~40 % more CPU.
+                "linger.ms": 100,
                 # Room for the largest message the DLQ must carry back (1 MiB value + headers).
                 "message.max.bytes": 2_097_152,
                 # A partition's next transaction often starts before the broker wrote the last

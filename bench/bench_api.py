@@ -62,6 +62,7 @@ P99_LIMIT_MS = 50.0
 PAGE = 50
 MAX_CONNECTIONS = 1000
 ANSWER_WAIT_S = 120
+IDLE_REUSE_S = 3.0
 
 
 def free_port() -> int:
@@ -192,6 +193,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.due = 0.0
+        self.idle_since = 0.0
         self.body_at = -1
         self.end = -1
         self.status = 0
@@ -238,7 +240,7 @@ class OpenLoop:
     def __init__(self, host: str, port: int, path_for: Callable[[int], str]) -> None:
         self.host, self.port = host, port
         self.path_for = path_for
-        self.idle: list[_Connection] = []
+        self.idle: deque[_Connection] = deque()  # most recently used last
         self.busy: set[_Connection] = set()
         self.waiting: deque[tuple[bytes, float]] = deque()  # all connections busy, at the cap
         self.latencies: list[float] = []
@@ -253,6 +255,7 @@ class OpenLoop:
             conn.send(*self.waiting.popleft())
         else:
             self.busy.discard(conn)
+            conn.idle_since = time.perf_counter()
             self.idle.append(conn)
         if status != 200:
             self.errors.append(f"{status} {body[:200]!r}")
@@ -270,6 +273,15 @@ class OpenLoop:
             self.busy.discard(conn)
             self.errors.append("connection closed before the answer")
             self._one_less()
+
+    def _close_stale(self) -> None:
+        """Closes connections idle for longer than the server keeps them (uvicorn: 5 s), as
+        HTTP clients do: a request sent as the server closes one would fail for nothing."""
+        stale = time.perf_counter() - IDLE_REUSE_S
+        while self.idle and self.idle[0].idle_since < stale:
+            conn = self.idle.popleft()
+            if conn.transport is not None:
+                conn.transport.close()
 
     def _one_less(self) -> None:
         self.outstanding -= 1
@@ -311,6 +323,7 @@ class OpenLoop:
             if delay > 0:
                 await asyncio.sleep(delay)
             request = b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (self.path_for(i).encode(), host)
+            self._close_stale()
             if self.idle:
                 self.busy.add(conn := self.idle.pop())
                 conn.send(request, due)
@@ -501,6 +514,31 @@ async def measure(
     }
 
 
+def _family(pid: int) -> list[int]:
+    """A process and its children (PostgreSQL's postmaster and its backends)."""
+    children = [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit()
+        and (fields := _proc_stat(int(entry.name)))
+        and int(fields[1]) == pid
+    ]
+    return [pid, *children]
+
+
+def renice(value: int, pids: list[int]) -> int | None:
+    """Sets the nice value of these processes; None (and a warning) when not allowed."""
+    try:
+        for pid in pids:
+            os.setpriority(os.PRIO_PROCESS, pid, value)
+    except PermissionError:
+        print(f"bench_api: cannot set nice {value} (needs root); running as is", file=sys.stderr)
+        return None
+    except ProcessLookupError:
+        pass
+    return value
+
+
 def _commit() -> str | None:
     try:
         return subprocess.run(
@@ -528,6 +566,7 @@ def summary(results: dict[str, Any], rate: float) -> str:
     lines = [
         f"load average {machine['load_average_at_start']} at start, "
         f"{machine['load_average_at_end']} at end; {machine['cores']} cores; "
+        f"nice {machine.get('nice', 0)}; "
         f"commit {machine['commit']}",
         "",
         "| | " + " | ".join(names) + " |",
@@ -574,6 +613,13 @@ def main() -> None:
         default="fraudpipe,fraudpipe_2_workers,baseline",
         help="comma-separated, run in this order",
     )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run the bench, the servers under test and its own PostgreSQL at this nice "
+        "value (e.g. -10 on a machine shared with other work; needs root for below 0)",
+    )
     parser.add_argument("--serve-baseline", nargs=2, metavar=("PORT", "DATABASE_URL"))
     args = parser.parse_args()
     if args.serve_baseline:
@@ -618,6 +664,12 @@ def main() -> None:
             "seed_s": round(seeded_s, 1),
         }
         postgres = asyncio.run(postmaster_pid(url))
+        if args.nice:
+            # The servers started below inherit it; PostgreSQL's backends inherit the
+            # postmaster's. An external server (DATABASE_URL) is left as it is.
+            results["machine"]["nice"] = renice(
+                args.nice, [os.getpid()] + (_family(postgres) if postgres and stack_root else [])
+            )
         two_workers_port = free_port()
         variants = {
             "fraudpipe": ([str(BIN / "fraudpipe-api")], api_port, {}),

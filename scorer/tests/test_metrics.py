@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from fraudpipe_scorer.metrics import observe_many
+from fraudpipe_common.contracts.dlq import CODES
+from fraudpipe_scorer.metrics import ScorerMetrics, observe_many
 
 BUCKETS = (0.005, 0.01, 0.05, 0.1, 1.0)
 
@@ -41,3 +42,9 @@ def test_bulk_observation_equals_one_observe_per_value(values: list[float]) -> N
     expected_lines, expected_total = exposition(values, bulk=False)
     assert lines == expected_lines
     assert total == pytest.approx(expected_total, rel=1e-12, abs=1e-12)
+
+
+def test_dlq_counters_start_at_zero_for_every_rejection_code() -> None:
+    text = generate_latest(ScorerMetrics().registry).decode()
+    for code in CODES:
+        assert f'fraudpipe_scorer_dlq_messages_total{{code="{code}"}} 0.0' in text

@@ -16,6 +16,8 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from fraudpipe_common.contracts.dlq import CODES
+
 # End to end: event time to commit; the target is p99 <= 50 ms.
 _LATENCY_BUCKETS = (
     0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5, 5, 10, 30, 60,
@@ -69,6 +71,8 @@ class ScorerMetrics:
             ["code"],
             registry=r,
         )
+        for code in CODES:
+            self.dlq.labels(code)  # present at 0 from the start
         self.lag = Gauge(
             "fraudpipe_scorer_consumer_lag_messages",
             "Messages behind the high watermark, per input partition this scorer owns.",

@@ -2,9 +2,10 @@
 
   drain     `fraudpipe-scorer` (one process, stable + canary model loaded, canary weight 10)
             drains --count pre-produced transactions from a 6-partition topic
-  latency   the same process at a steady --rate tx/s offered for --seconds: end-to-end latency
-            from the event's timestamp (set when sent) to a read_committed reader receiving the
-            decision
+  latency   a scorer of its own (fresh topics and feature state, BATCH_MAX_WAIT_MS=
+            --latency-wait-ms) at a steady --rate tx/s offered for --seconds, before the
+            drain: end-to-end latency from the event's timestamp (set when sent) to a
+            read_committed reader receiving the decision
   naive     baseline: consume one, features for one (the same Redis script), score one with
             scikit-learn, write one (Redis, Postgres, Kafka), commit one; --naive-count messages
 
@@ -132,9 +133,8 @@ def peak_rss_mib(pid: int) -> float:
 
 
 # -- fraudpipe scorer ---------------------------------------------------------------------------
-def run_drain(
-    env: dict[str, str], count: int, log: Path
-) -> tuple[subprocess.Popen[bytes], dict[str, float]]:
+def start_scorer(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A scorer process, returned once /readyz says it is ready."""
     port = int(env["METRICS_PORT"])
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -147,6 +147,14 @@ def run_drain(
         if proc.poll() is not None:
             raise SystemExit(f"scorer exited, see {log}")
         time.sleep(0.1)
+    return proc
+
+
+def run_drain(
+    env: dict[str, str], count: int, log: Path
+) -> tuple[subprocess.Popen[bytes], dict[str, float]]:
+    proc = start_scorer(env, log)
+    port = int(env["METRICS_PORT"])
     started, cpu_before = time.perf_counter(), cpu_seconds(proc.pid)
     while metric(port, "fraudpipe_scorer_decisions_total") < count:
         time.sleep(0.1)
@@ -309,6 +317,9 @@ def main() -> None:
     parser.add_argument("--naive-count", type=int, default=3_000)
     parser.add_argument("--rate", type=int, default=2_000)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument(
+        "--latency-wait-ms", type=int, default=10, help="BATCH_MAX_WAIT_MS of the latency run"
+    )
     parser.add_argument("--model", type=Path)
     args = parser.parse_args()
 
@@ -388,17 +399,47 @@ def main() -> None:
             flush=True,
         )
 
+        # Latency first, on its own topics and a fresh feature state, with the batch wait a
+        # latency-minded deployment would set; then the drain on the pre-produced backlog.
+        lat_topic, lat_dec = f"bench-lat-tx-{suffix}", f"bench-lat-dec-{suffix}"
+        asyncio.run(
+            create_topics(
+                settings["KAFKA_BOOTSTRAP_SERVERS"],
+                {lat_topic: 6, lat_dec: 6, f"bench-lat-dlq-{suffix}": 1},
+            )
+        )
+        lat_env = env | {
+            "TRANSACTIONS_TOPIC": lat_topic,
+            "DECISIONS_TOPIC": lat_dec,
+            "DLQ_TOPIC": f"bench-lat-dlq-{suffix}",
+            "CONSUMER_GROUP": f"bench-lat-{suffix}",
+            "REDIS_KEY_PREFIX": f"bench-lat-{suffix}:",
+            "METRICS_PORT": str(free_port()),
+            "BATCH_MAX_WAIT_MS": str(args.latency_wait_ms),
+        }
+        proc = start_scorer(lat_env, scratch / "scorer-latency.log")
+        latency = asyncio.run(run_latency(lat_env, args.rate, args.seconds))
+        latency["batch_max_wait_ms"] = args.latency_wait_ms
+        print(
+            f"steady {latency['offered_tx_per_s']:,.0f} tx/s (BATCH_MAX_WAIT_MS="
+            f"{args.latency_wait_ms}): p50 {latency['p50_ms']:.1f} ms, "
+            f"p99 {latency['p99_ms']:.1f} ms, max {latency['max_ms']:.1f} ms",
+            flush=True,
+        )
+        lat_port = int(lat_env["METRICS_PORT"])
+        batches = metric(lat_port, "fraudpipe_scorer_batch_size_messages_count")
+        decided = metric(lat_port, "fraudpipe_scorer_decisions_total")
+        print(
+            f"  mean batch {decided / max(batches, 1):.0f}; ms per batch {stage_means_ms(lat_port)}"
+        )
+        proc.terminate()
+        proc.wait(timeout=15)
+
         proc, drain = run_drain(env, args.count, scratch / "scorer.log")
         print(
             f"drain: {drain['tx_per_s']:,.0f} tx/s ({drain['seconds']:.1f} s, scorer CPU "
             f"{drain['scorer_cpu_us_per_tx']:.0f} µs/tx), "
             f"peak RSS {drain['peak_rss_mib']:.0f} MiB",
-            flush=True,
-        )
-        latency = asyncio.run(run_latency(env, args.rate, args.seconds))
-        print(
-            f"steady {latency['offered_tx_per_s']:,.0f} tx/s: p50 {latency['p50_ms']:.1f} ms, "
-            f"p99 {latency['p99_ms']:.1f} ms, max {latency['max_ms']:.1f} ms",
             flush=True,
         )
         rss_after = peak_rss_mib(proc.pid)

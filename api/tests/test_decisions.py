@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -28,7 +29,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.kafka]
 WRITE = {"Authorization": f"Bearer {WRITE_TOKEN}"}
 
 
-def transaction(tx_id: str, user_id: str = "u-1", amount: str = "42.50", **extra: str) -> dict:
+def transaction(
+    tx_id: str, user_id: str = "u-1", amount: str = "42.50", **extra: str
+) -> dict[str, str]:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     return {
         "tx_id": tx_id,
@@ -130,7 +133,7 @@ async def test_publish_validates_and_sends_keyed_by_user(api: ApiProcess) -> Non
     )
     await consumer.start()
     try:
-        records = []
+        records: list[Any] = []
         deadline = time.monotonic() + 10
         while len(records) < 3 and time.monotonic() < deadline:
             for batch_records in (await consumer.getmany(timeout_ms=500)).values():
@@ -210,6 +213,24 @@ async def test_published_transactions_are_decided_and_score_changes_no_state(
     assert later["features"][FEATURE_NAMES[at]] == 1.0  # sees what the scorer recorded
     assert probe["decision"] in {"APPROVE", "FLAG", "BLOCK"}
     assert models["scoring_model"]["digest"] == probe["model_digest"]
+
+
+async def test_alerts_the_scorer_writes_are_counted_by_country(
+    api: ApiProcess, scorer: dict[str, str]
+) -> None:
+    # Above the amount ceiling (RULE_AMOUNT_CEILING, 10,000): a BLOCK whatever the model says.
+    async with httpx.AsyncClient(base_url=api.url, headers=WRITE, timeout=40) as http:
+        big = transaction("ctry-1", user_id="ctry", amount="50000.00", country="BR")
+        assert (await http.post("/v1/transactions", json=big)).status_code == 202
+        decided = await http.get("/v1/transactions/ctry-1/decision", params={"wait": "30s"})
+        assert decided.status_code == 200, decided.text
+        deadline = time.monotonic() + 30
+        while not (await http.get("/v1/alerts", params={"user_id": "ctry"})).json()["items"]:
+            assert time.monotonic() < deadline, "the scorer wrote no alert"
+            await asyncio.sleep(0.2)
+        stats = (await http.get("/v1/stats")).json()
+    assert decided.json()["decision"] == "BLOCK"
+    assert stats["by_country"] == [{"country": "BR", "alerts": 1, "blocks": 1}]
 
 
 async def test_score_without_a_model_is_a_503_with_retry_after(api: ApiProcess) -> None:

@@ -14,7 +14,7 @@ from .harness import READ_TOKEN, ApiProcess, alert_row, insert_alerts
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.kafka]
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
-# The scorer's migration, verbatim (idempotent): here until it lands in libs/common.
+# Migration 0003's statement (idempotent): drops and re-adds below need it by itself.
 ADD_COUNTRY = "ALTER TABLE alerts ADD COLUMN IF NOT EXISTS country text"
 
 

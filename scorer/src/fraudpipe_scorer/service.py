@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BACKOFF_S = 5.0
+MAX_QUEUED_BATCHES = 4  # prepared batches waiting for the committer before scoring waits too
 
 
 class BatchAbandonedError(RuntimeError):
@@ -83,7 +84,9 @@ class Scorer:
         self._stop = asyncio.Event()
         self._give_up_at: float | None = None
         self._batch_lock = asyncio.Lock()
+        # The committer: commits the prepared batches, all those waiting in one transaction.
         self._in_flight: asyncio.Task[None] | None = None
+        self._to_commit: list[_Prepared] = []
         self._pending: _Pending | None = None
         self._parts: _Parts | None = None
         self._fatal: BaseException | None = None
@@ -260,9 +263,11 @@ class Scorer:
                     # again from the first of it (the committed offset after the revoke).
                     self._seek_to_first(consumer, records)
                     records = []
-                if not records and self._pending is None:
-                    continue
                 try:
+                    if not records and self._pending is None:
+                        if self._in_flight is not None and self._in_flight.done():
+                            await self._settle()  # an idle scorer still learns of a failure
+                        continue
                     await self._advance(records)
                 except BatchAbandonedError as exc:
                     log.warning("%s", exc)
@@ -294,6 +299,7 @@ class Scorer:
         self.metrics.sink_errors.labels("kafka").inc()
         self._drop_pending()
         self._in_flight = None
+        self._to_commit = []
         self._seek_to_first(consumer, [r for batch in self._uncommitted for r in batch.records])
         self._uncommitted.clear()
         if exc.stale_member:
@@ -365,6 +371,7 @@ class Scorer:
             try:
                 if lost:
                     self._drop_pending()
+                    self._to_commit = []  # the committer stops after its transaction
                     task, self._in_flight = self._in_flight, None
                     if task is not None:
                         # Its offsets were sent with the old generation: it commits (KIP-447
@@ -380,6 +387,7 @@ class Scorer:
             finally:
                 self._drop_pending()
                 self._in_flight = None
+                self._to_commit = []
                 # Whoever owns them next starts from the committed offsets.
                 self._uncommitted.clear()
         for tp in partitions:
@@ -421,10 +429,15 @@ class Scorer:
         await self._settle()
 
     async def _settle(self) -> None:
-        """Wait for the batch whose Kafka transactions are in flight (call under the lock)."""
-        task, self._in_flight = self._in_flight, None
-        if task is not None:
-            await task
+        """Wait until every prepared batch is committed (call under the lock); raises the
+        committer's failure."""
+        while self._in_flight is not None:
+            task = self._in_flight
+            try:
+                await task
+            finally:
+                if self._in_flight is task:
+                    self._in_flight = None
 
     async def _complete(self, batch: DecodedBatch, stateful: Matrix) -> None:
         """Decide, save to Redis and Postgres (idempotent writes), then hand the batch to its
@@ -468,29 +481,50 @@ class Scorer:
             [(d.tx_id.encode(), payload) for _, d, payload in (*acting, *shadow)],
             [TopicPartition(topic, partition, o) for (topic, partition), o in next_offsets.items()],
         )
-        # Batch k's Kafka transaction ran while batch k+1 was scored and saved; it finishes
-        # before k+1's starts, so offsets only grow.
-        await self._settle()
-        self._in_flight = asyncio.create_task(self._commit(prepared, parts.consumer, parts.txns))
+        # A failed transaction surfaces here, before more work is queued behind it; and at most
+        # a few batches wait (each transaction takes all of them), or the committer would fall
+        # ever further behind in a drain.
+        if self._in_flight is not None and (
+            self._in_flight.done() or len(self._to_commit) >= MAX_QUEUED_BATCHES
+        ):
+            await self._settle()
+        self._to_commit.append(prepared)
+        if self._in_flight is None:
+            self._in_flight = asyncio.create_task(self._committer(parts.txns))
 
-    async def _commit(
-        self, prepared: _Prepared, consumer: Consumer, txns: DecisionTransactions
-    ) -> None:
-        """One Kafka transaction: decisions, DLQ records, next offsets."""
+    async def _committer(self, txns: DecisionTransactions) -> None:
+        """Commit what is prepared, in order, all of it in one transaction, until none waits:
+        the loop never waits for a commit while it can score, and at low rates a batch's
+        transaction starts as soon as the previous one ends."""
+        while self._to_commit:
+            group, self._to_commit = self._to_commit, []
+            await self._commit(group, txns)
+
+    async def _commit(self, group: list[_Prepared], txns: DecisionTransactions) -> None:
+        """One Kafka transaction for the batches of `group`: decisions, DLQ records, the next
+        offset of every partition they read."""
         m = self.metrics
         started = time.perf_counter()
+        offsets: dict[tuple[str, int], int] = {}
+        for prepared in group:
+            for tp in prepared.offsets:
+                offsets[(tp.topic, tp.partition)] = tp.offset  # later batches read further
         await asyncio.to_thread(
             txns.commit,
-            prepared.decisions,
-            prepared.result.rejections,
-            prepared.offsets,
+            [d for prepared in group for d in prepared.decisions],
+            [r for prepared in group for r in prepared.result.rejections],
+            [TopicPartition(topic, partition, o) for (topic, partition), o in offsets.items()],
             self._group_metadata,
         )
+        for prepared in group:
+            self._committed(prepared)
+        m.stage.labels("kafka_commit").observe(time.perf_counter() - started)
+
+    def _committed(self, prepared: _Prepared) -> None:
+        m = self.metrics
         if self._uncommitted:  # (a lost assignment may have dropped it meanwhile)
             self._uncommitted.popleft()
         self._kafka_failures = 0
-        m.stage.labels("kafka_commit").observe(time.perf_counter() - started)
-
         now = time.time()
         # Counted per label set first: a labelled child is looked up once per batch, and each
         # histogram takes the batch's values in one step.

@@ -3,7 +3,8 @@
   drain     `fraudpipe-scorer` (one process, stable + canary model loaded, canary weight 10)
             drains --count pre-produced transactions from a 6-partition topic
   latency   a scorer of its own (fresh topics and feature state, BATCH_MAX_WAIT_MS=
-            --latency-wait-ms) at a steady --rate tx/s offered for --seconds, before the
+            --latency-wait-ms) at a steady --rate tx/s offered for 3 s of warm-up (not
+            measured) then --seconds, before the
             drain: end-to-end latency from the event's timestamp (set when sent) to a
             read_committed reader receiving the decision
   naive     baseline: consume one, features for one (the same Redis script), score one with
@@ -39,6 +40,7 @@ import asyncpg
 import orjson
 
 BIN = Path(sys.executable).parent
+WARMUP_S = 3.0
 TOPIC_MAX_BYTES = 4 * 1_048_576
 
 
@@ -209,11 +211,15 @@ async def run_latency(env: dict[str, str], rate: int, seconds: float) -> dict[st
     per_tick = rate * tick
     started = time.perf_counter()
     sent = 0
-    for i, tx in enumerate(itertools.islice(stream, total)):
+    # The first WARMUP_S of traffic is not measured: the group has just formed and the
+    # transaction coordinator's first answers are slow; the target is about steady state.
+    warmup = int(rate * WARMUP_S)
+    for i, tx in enumerate(itertools.islice(stream, warmup + total)):
         due = started + i / rate
         if (delay := due - time.perf_counter()) > 0 and i % max(int(per_tick), 1) == 0:
             await asyncio.sleep(delay)
-        message = tx.message() | {"tx_id": f"{prefix}{i}", "ts": format_utc_timestamp(time.time())}
+        tx_id = f"warm-{i}" if i < warmup else f"{prefix}{i}"
+        message = tx.message() | {"tx_id": tx_id, "ts": format_utc_timestamp(time.time())}
         await producer.send(
             env["TRANSACTIONS_TOPIC"], orjson.dumps(message), key=tx.user_id.encode()
         )

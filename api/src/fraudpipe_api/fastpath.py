@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from fraudpipe_api import routes
 from fraudpipe_api.auth import Scope as KeyScope
-from fraudpipe_api.errors import ApiError, error_response
+from fraudpipe_api.errors import ApiError, DependencyUnavailable, error_response
 from fraudpipe_api.schemas import AlertQuery
 from fraudpipe_api.security import authenticate_header
 from fraudpipe_api.state import AppState
@@ -56,6 +56,8 @@ class AlertsFastPath:
         try:
             body = await routes.alert_page(self.state, *request)
         except ApiError as exc:  # a dependency is down: as FastAPI's handler answers it
+            if isinstance(exc, DependencyUnavailable):
+                self.state.metrics.dependency_errors.labels(exc.dependency).inc()
             answer = error_response(
                 exc.status, {"error": exc.code, "detail": exc.detail}, exc.headers or None
             )

@@ -29,6 +29,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import httpx
 from aiokafka import AIOKafkaConsumer
@@ -288,7 +289,8 @@ async def run(settings: NotifySettings, kafka: KafkaSettings, topics: TopicSetti
         )
         notifier = Notifier(settings, webhook, metrics)
         await consumer.start()
-        log.info("notifying %s of BLOCKs and spikes on %s", settings.webhook_url.split("?")[0],
+        # The host only: webhook paths carry the secret (Slack's /services/T…/B…/<secret>).
+        log.info("notifying %s of BLOCKs and spikes on %s", urlsplit(settings.webhook_url).netloc,
                  topics.decisions_topic)  # fmt: skip
         try:
             while not stopping.is_set():

@@ -98,7 +98,7 @@ async def build_report(
         selector=settings.prometheus_selector,
     )
     approve = None
-    if by_track is not None:
+    if by_track:  # {} when Prometheus has nothing for the day: unknown, not zero
         approve = sum(n for (verdict, track), n in by_track.items() if verdict == "APPROVE"
                       and track != "shadow")  # fmt: skip
     flag, block = counts.get("FLAG", 0), counts.get("BLOCK", 0)

@@ -1,16 +1,16 @@
 """The scorer's run loop: fetch a micro-batch, score it, write every sink, commit.
 
 Order per batch (DESIGN.md §5): features and scores (Redis), then the decision cache (Redis)
-and the alerts (Postgres) together, then one Kafka transaction with the batch's decisions, its
-DLQ records and its next offsets. Batches overlap without reordering: batch k+1's feature call
-runs in Redis while batch k is decided and saved, and batch k's Kafka transaction runs while
-batch k+1 is; each step waits for the same step of the batch before. Redis and Postgres steps
-are retried with backoff while their dependency is down and nothing new is fetched meanwhile
-(the consumer is in effect paused). Offsets move only inside the Kafka transactions, so no
-unsaved work is ever committed; a transaction that fails drops every uncommitted batch and
-rewinds the consumer to the first of them, which are then scored again (idempotent features,
-cache and alerts make that safe). A rebalance commits the batches in flight first; a lost
-assignment (this scorer was a zombie) drops them.
+and the alerts (Postgres) together, then a Kafka transaction with its decisions, its DLQ
+records and its next offsets. Batches overlap without reordering: batch k+1's feature call runs
+in Redis while batch k is decided and saved, and a committer task commits the saved batches,
+all those waiting in one transaction, in order, while the next ones are scored. Redis and
+Postgres steps are retried with backoff while their dependency is down and nothing new is
+fetched meanwhile (the consumer is in effect paused). Offsets move only inside the Kafka
+transactions, so no unsaved work is ever committed; a transaction that fails drops every
+uncommitted batch and rewinds the consumer to the first of them, which are then scored again
+(idempotent features, cache and alerts make that safe). A rebalance commits the batches in
+flight first; a lost assignment (this scorer was a zombie) drops them.
 
 Kafka I/O is librdkafka's (confluent-kafka): its consume and transaction calls block and
 release the GIL, so they run in worker threads, and rebalance callbacks, which librdkafka runs
@@ -178,7 +178,15 @@ class Scorer:
                 s.transactional_id or _process_transactional_id(s.consumer_group),
                 self.topics.decisions_topic,
                 self.topics.dlq_topic,
+                on_retry=self.metrics.sink_errors.labels("kafka").inc,
             )
+            # Before joining the group: a previous run's open transaction under this id is
+            # aborted now, so this run's offset fetch does not wait for the broker's timeout.
+            try:
+                await self._retry("kafka", lambda: asyncio.to_thread(txns.open))
+            except BatchAbandonedError as exc:
+                log.warning("stopped before Kafka could be reached: %s", exc)
+                return
             consumer = Consumer(self._consumer_config())
             self._parts = _Parts(scorer, cache, alerts, txns, consumer)
             self._event_loop = asyncio.get_running_loop()
@@ -236,8 +244,13 @@ class Scorer:
             # broker's.
             "fetch.wait.max.ms": min(s.batch_max_wait_ms, 20),
             "fetch.min.bytes": 1,
-            "max.partition.fetch.bytes": 4 * 1_048_576,
-            "queued.max.messages.kbytes": 32_768,
+            # Read-ahead bounded to a few batches' worth: librdkafka's defaults (100,000
+            # messages a partition, 64 MB) cost ~200 MB of RSS and gain nothing once a batch of
+            # 500 is always waiting. A larger message still arrives alone (KIP-74).
+            "max.partition.fetch.bytes": 1_048_576,
+            "fetch.max.bytes": 8 * 1_048_576,
+            "queued.min.messages": 10_000,
+            "queued.max.messages.kbytes": 8_192,
             "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 2_000,
             "partition.assignment.strategy": "range",
@@ -607,7 +620,10 @@ def _process_transactional_id(group: str) -> str:
 async def _create_pool(url: str, scorer: Scorer) -> asyncpg.Pool:
     """Postgres may be down at start: wait for it like for any other outage."""
     return await scorer._retry(
-        "postgres", lambda: asyncpg.create_pool(url, min_size=1, max_size=2, timeout=5)
+        "postgres",
+        # command_timeout: a half-open connection fails the write (and is retried) instead of
+        # hanging it until TCP gives up.
+        lambda: asyncpg.create_pool(url, min_size=1, max_size=2, timeout=5, command_timeout=5),
     )
 
 

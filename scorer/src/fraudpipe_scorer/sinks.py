@@ -111,7 +111,8 @@ _STALE_MEMBER = {
 
 class ProducerFencedError(RuntimeError):
     """The transactional producer hit a fatal error (another process took its transactional
-    id, most often): this process must stop and commit nothing more."""
+    id, most often, or a transaction could not be ended): this process must stop and commit
+    nothing more."""
 
 
 class TransactionFailedError(RuntimeError):
@@ -151,7 +152,9 @@ class DecisionTransactions:
         *,
         transaction_timeout_ms: int = 10_000,
         request_timeout_s: float = 10.0,
+        on_retry: Callable[[], None] = lambda: None,
     ) -> None:
+        self._on_retry = on_retry  # called (from a worker thread) before each call again
         self._decisions_topic = decisions_topic
         self._dlq_topic = dlq_topic
         self._timeout_s = request_timeout_s
@@ -194,10 +197,10 @@ class DecisionTransactions:
         resumed, never abandoned (a commit given up on locally may still complete on the
         broker, and the batch scored again would then be decided twice)."""
         p = self._producer
+        resumed = self._resumed
         try:
             if not self._initialised:
-                _resumed(lambda: p.init_transactions(self._timeout_s))
-                self._initialised = True
+                resumed(self.open)
             p.begin_transaction()
             self._open = True
             try:
@@ -208,26 +211,55 @@ class DecisionTransactions:
                     self._produce(
                         self._dlq_topic, record.value or b"", record.key, [*rejection.headers()]
                     )
-                _resumed(
+            except KafkaException:  # e.g. a topic deleted under us: nothing was sent yet
+                resumed(lambda: p.abort_transaction(self._timeout_s))
+                self._open = False
+                raise
+            try:
+                resumed(
                     lambda: p.send_offsets_to_transaction(
                         list(offsets), group_metadata, self._timeout_s
                     )
                 )
-                _resumed(lambda: p.commit_transaction(self._timeout_s))
+                resumed(lambda: p.commit_transaction(self._timeout_s))
                 self._open = False
             except KafkaException as exc:
                 if not exc.args[0].txn_requires_abort():
-                    raise
-                _resumed(lambda: p.abort_transaction(self._timeout_s))
+                    raise  # neither retriable nor abortable: librdkafka says treat it as fatal
+                resumed(lambda: p.abort_transaction(self._timeout_s))
                 self._open = False
                 raise
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
-            if error.fatal():
+            if error.fatal() or self._open:
+                # Fenced, or a transaction this producer cannot end: only a new process can
+                # go on (its init_transactions aborts what is left open).
                 raise ProducerFencedError(error.str()) from exc
             raise TransactionFailedError(
                 f"{error.name()}: {error.str()}", stale_member=error.code() in _STALE_MEMBER
             ) from exc
+
+    def open(self) -> None:
+        """init_transactions: takes the transactional id over, aborting what a previous run
+        under it left open, so the group's offsets are readable at once. Raises a retriable
+        KafkaException while the broker is unreachable: calling again resumes."""
+        self._producer.init_transactions(self._timeout_s)
+        self._initialised = True
+
+    def _resumed(self, call: Callable[[], object]) -> None:
+        """Call a blocking transactional API until it succeeds or fails for good: librdkafka
+        asks for the same call again after a retriable error (a timeout most often), which
+        resumes the operation still running in the background."""
+        while True:
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable():
+                    raise
+                self._on_retry()
+                log.warning("kafka: %s; calling again", exc.args[0].str())
+                time.sleep(0.05)
 
     def _produce(
         self,
@@ -250,18 +282,3 @@ class DecisionTransactions:
             with contextlib.suppress(KafkaException):
                 self._producer.abort_transaction(self._timeout_s)
             self._open = False
-
-
-def _resumed(call: Callable[[], object]) -> None:
-    """Call a blocking transactional API until it succeeds or fails for good: librdkafka asks
-    for the same call again after a retriable error (a timeout most often), which resumes the
-    operation still running in the background."""
-    while True:
-        try:
-            call()
-            return
-        except KafkaException as exc:
-            if not exc.args[0].retriable():
-                raise
-            log.warning("kafka: %s; calling again", exc.args[0].str())
-            time.sleep(0.05)

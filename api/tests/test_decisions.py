@@ -251,7 +251,9 @@ async def test_stats_and_models_count_every_decision_through_prometheus(
     assert prometheus.targets_dir is not None
     target = prometheus.targets_dir / f"api-test-{scorer['METRICS_PORT']}.json"
     target.write_text(orjson.dumps([{"targets": [f"127.0.0.1:{scorer['METRICS_PORT']}"]}]).decode())
-    api = start_api(api_env, PROMETHEUS_URL=prometheus.url)
+    # Only this scorer's series count (other tests' scorers may be scraped too).
+    selector = f'instance="127.0.0.1:{scorer["METRICS_PORT"]}"'
+    api = start_api(api_env, PROMETHEUS_URL=prometheus.url, PROMETHEUS_SELECTOR=selector)
     try:
         async with httpx.AsyncClient(base_url=api.url, headers=WRITE, timeout=40) as http:
             # Waves until Prometheus has seen them: increase() counts only what happens after a

@@ -51,6 +51,11 @@ class ApiSettings(BaseSettings):
         description="Prometheus scraping the scorers: APPROVE counts, alert rate, traffic "
         "share per model.",
     )
+    prometheus_selector: str = Field(
+        default="",
+        description="Label matchers of this pipeline's scorers in Prometheus, e.g. "
+        'namespace="payments", service="payments-scorer" (empty: every scorer it scrapes).',
+    )
     long_poll_max_s: float = Field(default=30.0, gt=0, le=300)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     dependency_timeout_s: float = Field(default=5.0, gt=0, le=60)

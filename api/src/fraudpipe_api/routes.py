@@ -357,12 +357,19 @@ async def stats(
     window_s = _window(window)
     since, found = await _alert_stats(state, window_s)
     totals = await decision_counts(
-        state.settings.prometheus_url, window_s, "decision", state.settings.dependency_timeout_s
+        state.settings.prometheus_url,
+        window_s,
+        "decision, track",
+        state.settings.dependency_timeout_s,
+        selector=state.settings.prometheus_selector,
     )
+    # Acting decisions only: a shadow model's decisions are a second opinion on the same
+    # transactions (counting them would halve the alert rate during every shadow phase).
+    acting = None if totals is None else {k: n for k, n in totals.items() if k[1] != "shadow"}
     by_decision = found["by_decision"]
     alerts = by_decision.get("FLAG", 0) + by_decision.get("BLOCK", 0)
-    approve = None if totals is None else totals.get(("APPROVE",), 0)
-    total = None if totals is None else sum(totals.values())
+    approve = None if acting is None else sum(n for k, n in acting.items() if k[0] == "APPROVE")
+    total = None if acting is None else sum(acting.values())
     labels = found["feedback"]
     judged = labels["fraud"] + labels["legit"]
     return _json(
@@ -400,6 +407,7 @@ async def models(
         window_s,
         "model_digest, track",
         state.settings.dependency_timeout_s,
+        selector=state.settings.prometheus_selector,
     )
     alerts = {(m["model_digest"], m["track"]): m["alerts"] for m in found["by_model"]}
     keys = set(alerts) | set(counts or {})

@@ -9,8 +9,9 @@ Postgres steps are retried with backoff while their dependency is down and nothi
 fetched meanwhile (the consumer is in effect paused). Offsets move only inside the Kafka
 transactions, so no unsaved work is ever committed; a transaction that fails drops every
 uncommitted batch and rewinds the consumer to the first of them, which are then scored again
-(idempotent features, cache and alerts make that safe). A rebalance commits the batches in
-flight first; a lost assignment (this scorer was a zombie) drops them.
+(idempotent features, cache and alerts make that safe). A rebalance commits the batches
+already saved first and leaves the one being scored to the next owner; a lost assignment (this
+scorer was a zombie) commits nothing more.
 
 Kafka I/O is librdkafka's (confluent-kafka): its consume and transaction calls block and
 release the GIL, so they run in worker threads, and rebalance callbacks, which librdkafka runs
@@ -354,8 +355,8 @@ class Scorer:
         self._rebalances += 1
         log.info("revoked %s", _names(partitions))
         self._owned = set()  # (eager: all of them)
-        # The batches in flight commit (their offsets travel in their transactions) before the
-        # partitions go.
+        # The batches already saved commit (their offsets travel in their transactions)
+        # before the partitions go.
         self._on_loop(self._revoked(partitions, lost=False))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -392,7 +393,12 @@ class Scorer:
                         with contextlib.suppress(TransactionFailedError):
                             await task
                 else:
-                    await self._drain()
+                    # What is saved commits; the batch still being scored is left to whoever
+                    # owns its partitions next (its offsets never moved): finishing it here
+                    # could hold the group's rebalance for as long as Redis or PostgreSQL
+                    # is down.
+                    self._drop_pending()
+                    await self._settle()
             except (BatchAbandonedError, TransactionFailedError) as exc:
                 log.warning("partitions revoked with work uncommitted: %s", exc)
             except Exception as exc:

@@ -335,14 +335,14 @@ def main() -> None:
     names = {"kafka": "KAFKA_BOOTSTRAP_SERVERS", "redis": "REDIS_URL", "postgres": "DATABASE_URL"}
     settings: dict[str, str] = {}
     missing = [s for s, var in names.items() if not os.environ.get(var)]
-    if missing:
-        from fraudpipe_testing.stack import Stack
-
-        stack_root = scratch / "stack"
-        settings |= Stack(stack_root).up(missing)
-    settings |= {var: os.environ[var] for var in names.values() if os.environ.get(var)}
     proc: subprocess.Popen[bytes] | None = None
     try:
+        if missing:
+            from fraudpipe_testing.stack import Stack
+
+            stack_root = scratch / "stack"  # set first: a failed start is still stopped below
+            settings |= Stack(stack_root).up(missing)
+        settings |= {var: os.environ[var] for var in names.values() if os.environ.get(var)}
         model = args.model
         if model is None:
             model = scratch / "model"

@@ -53,6 +53,16 @@ def env_of(workload: Any) -> dict[str, Any]:
     return {e.name: e.value if e.value is not None else e.value_from for e in container.env}
 
 
+def topic_config(bootstrap: str, name: str, key: str) -> str:
+    from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resource = ConfigResource("topic", name)
+    (future,) = admin.describe_configs([resource]).values()
+    value: str = future.result(timeout=30)[key].value
+    return value
+
+
 def topic_partitions(bootstrap: str, names: list[str]) -> dict[str, int]:
     async def describe() -> dict[str, int]:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -398,6 +408,10 @@ def test_external_kafka_topics_are_created_and_grown_never_shrunk(
         topics["dlq"]["name"]: 1,
         topics["labels"]["name"]: 1,
     }
+    # Room in the DLQ for a whole rejected message and its reason headers.
+    assert topic_config(kafka_bootstrap, topics["dlq"]["name"], "max.message.bytes") == str(
+        2 * 1_048_576
+    )
     env = env_of(deployment(kube_client, ns, "cards-scorer"))
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == kafka_bootstrap
     assert (

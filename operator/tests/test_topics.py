@@ -1,8 +1,13 @@
 from __future__ import annotations
 
 from fraudpipe_operator.conditions import Reason
-from fraudpipe_operator.models.v1alpha1 import Topic
-from fraudpipe_operator.topics import ExistingTopic, plan_topics
+from fraudpipe_operator.models.v1alpha1 import DecisionsTopic, DlqTopic, Topic
+from fraudpipe_operator.topics import (
+    DLQ_MAX_MESSAGE_BYTES,
+    ExistingTopic,
+    plan_topics,
+    topic_configs,
+)
 
 
 def test_missing_topics_are_created_and_smaller_ones_grown() -> None:
@@ -34,3 +39,13 @@ def test_matching_topics_need_nothing() -> None:
     plan = plan_topics([Topic(name="a", partitions=6)], {"a": ExistingTopic("a", 6, 1)})
     assert plan.noop
     assert plan.problems == []
+
+
+def test_the_dlq_is_created_with_room_for_a_whole_rejected_message() -> None:
+    dlq = DlqTopic(retention_ms=1000)
+    assert topic_configs(dlq) == {
+        "retention.ms": "1000",
+        "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES),
+    }
+    assert DLQ_MAX_MESSAGE_BYTES > 1_048_588 + 64 * 1024  # the broker default + headers
+    assert topic_configs(DecisionsTopic()) == {"retention.ms": "604800000"}

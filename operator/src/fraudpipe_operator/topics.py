@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 
 from fraudpipe_operator.conditions import Reason
-from fraudpipe_operator.models.v1alpha1 import Topic
+from fraudpipe_operator.models.v1alpha1 import DlqTopic, Topic
 
 TOPIC_ALREADY_EXISTS = 36
 
@@ -42,6 +42,21 @@ class TopicPlan:
     @property
     def noop(self) -> bool:
         return not (self.create or self.grow)
+
+
+# The DLQ carries each rejected message back whole, plus its reason headers: room for the
+# largest message the transactions topic accepts (the broker's default, about 1 MiB) and more.
+# Were a DLQ record refused, the scorer's transaction would fail on every replay, and one
+# transaction carries all of a scorer's partitions.
+DLQ_MAX_MESSAGE_BYTES = 2 * 1_048_576
+
+
+def topic_configs(topic: Topic) -> dict[str, str]:
+    """The configs a topic is created with (an existing topic's are left as they are)."""
+    configs = {"retention.ms": str(topic.retention_ms)}
+    if isinstance(topic, DlqTopic):
+        configs["max.message.bytes"] = str(DLQ_MAX_MESSAGE_BYTES)
+    return configs
 
 
 def plan_topics(desired: list[Topic], existing: dict[str, ExistingTopic]) -> TopicPlan:
@@ -125,7 +140,7 @@ async def reconcile_topics(
                         name=t.name,
                         num_partitions=t.partitions,
                         replication_factor=t.replication_factor,
-                        topic_configs={"retention.ms": str(t.retention_ms)},
+                        topic_configs=topic_configs(t),
                     )
                     for t in plan.create
                 ]

@@ -13,29 +13,17 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from typing import Any
+
+from fraudpipe_testing.waiting import wait_for
 
 PIPELINE = "payments"
 PIPELINE_LABEL = "fraudpipe.io/pipeline"
 COMPONENT_LABEL = "fraudpipe.io/component"
 # Every long-running part of a pipeline with the demo producer on.
 RUNNING_COMPONENTS = frozenset({"kafka", "redis", "postgres", "scorer", "api", "producer"})
-
-
-def wait_for(check: Callable[[], Any], what: str, within_s: float) -> Any:
-    """`check()`'s first truthy result, polled every second; AssertionError after `within_s`."""
-    deadline = time.monotonic() + within_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"{what}: not reached within {within_s:.0f}s (last: {last!r})")
 
 
 # -- pods ----------------------------------------------------------------------------------------

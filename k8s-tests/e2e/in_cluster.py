@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from fraudpipe_common.model_artifact import push_model, read_model_dir
+from fraudpipe_testing.waiting import wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from e2e_checks import (
@@ -37,7 +38,6 @@ from e2e_checks import (
     get_json,
     pipeline_body,
     pipeline_pods,
-    wait_for,
 )
 from kafka_verdict import verdict
 

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from fraudpipe_testing import toolchain
 from fraudpipe_testing.dashboard_png import render_png
 from fraudpipe_testing.plugin import PrometheusSettings
 from fraudpipe_testing.stack.process import run_async
+from fraudpipe_testing.waiting import wait_for
 
 from .pipelines import pipeline
 
@@ -61,17 +62,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"{what}: not within {timeout_s:.0f} s (last: {last!r})")
 
 
 @dataclass
@@ -290,7 +280,7 @@ def live(
                 return False
 
         for name in metrics_urls:
-            wait_for(f"{name} serving /metrics", lambda name=name: serving(name))  # type: ignore[misc]
+            wait_for(lambda name=name: serving(name), f"{name} serving /metrics", WAIT_S)  # type: ignore[misc]
 
         # The labels a ServiceMonitor gives the scraped series.
         target_file.write_text(
@@ -322,8 +312,9 @@ def live(
             database_url,
         )
         wait_for(
-            "Prometheus scraping all three targets",
             lambda: len(live.query(f'up{{namespace="{namespace}"}} == 1')) == 3,
+            "Prometheus scraping all three targets",
+            WAIT_S,
         )
         rules_file.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
         httpx.post(f"{prometheus.url}/-/reload", timeout=30).raise_for_status()
@@ -359,14 +350,17 @@ def _exercise_api(live: Live) -> None:
 
 def test_the_dlq_alert_is_quiet_until_a_flood_of_bad_messages_fires_it(live: Live) -> None:
     wait_for(
-        "decisions counted by the recording rules",
         lambda: live.query(f'fraudpipe:transactions:rate5m{{namespace="{live.namespace}"}} > 0'),
+        "decisions counted by the recording rules",
+        WAIT_S,
     )
     assert live.firing("FraudPipeDLQRateHigh") == []
     # Rendering the dashboard for docs/: a few minutes of traffic first, so that it shows some.
     time.sleep(float(os.environ.get("FRAUDPIPE_DASHBOARD_WARMUP_S", "0")))
     _flood(live)
-    (alert,) = wait_for("FraudPipeDLQRateHigh firing", lambda: live.firing("FraudPipeDLQRateHigh"))
+    (alert,) = wait_for(
+        lambda: live.firing("FraudPipeDLQRateHigh"), "FraudPipeDLQRateHigh firing", WAIT_S
+    )
     assert alert["metric"]["pipeline"] == PIPELINE
     assert alert["metric"]["severity"] == "warning"
 
@@ -390,7 +384,7 @@ def test_every_recording_rule_returns_data(live: Live) -> None:
         left = missing()
         return not left
 
-    wait_for(f"data for every recording rule (missing: {left})", none_missing)
+    wait_for(none_missing, f"data for every recording rule (missing: {left})", WAIT_S)
     # The canary runs the stable model, so both tracks are seen and compared.
     tracks = live.query(f'fraudpipe:decisions_by_track:rate10m{{namespace="{live.namespace}"}}')
     assert {r["metric"]["track"] for r in tracks} == {"stable", "canary"}
@@ -505,6 +499,8 @@ def test_the_daily_report_counts_this_pipelines_decisions_with_prometheus(live: 
 def test_stopping_the_scorer_fires_scorer_down(live: Live) -> None:
     assert live.firing("FraudPipeScorerDown") == []
     live.scorer.stop()
-    (alert,) = wait_for("FraudPipeScorerDown firing", lambda: live.firing("FraudPipeScorerDown"))
+    (alert,) = wait_for(
+        lambda: live.firing("FraudPipeScorerDown"), "FraudPipeScorerDown firing", WAIT_S
+    )
     assert alert["metric"]["severity"] == "critical"
     assert alert["metric"]["pipeline"] == PIPELINE

@@ -3,7 +3,7 @@
   drain     `fraudpipe-scorer` (one process, stable + canary model loaded, canary weight 10)
             drains --count pre-produced transactions from a 6-partition topic
   latency   a scorer of its own (fresh topics and feature state, BATCH_MAX_WAIT_MS=
-            --latency-wait-ms) at a steady --rate tx/s offered for 3 s of warm-up (not
+            --latency-wait-ms) at a steady --rate tx/s offered for 10 s of warm-up (not
             measured) then --seconds, before the
             drain: end-to-end latency from the event's timestamp (set when sent) to a
             read_committed reader receiving the decision
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import datetime as dt
 import itertools
 import os
@@ -38,9 +39,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
+from calibration import decode_us_per_message
 
 BIN = Path(sys.executable).parent
-WARMUP_S = 3.0
+WARMUP_S = 10.0  # the broker JIT-compiles its transaction paths during the first seconds
 TOPIC_MAX_BYTES = 4 * 1_048_576
 
 
@@ -113,6 +115,31 @@ def stage_means_ms(port: int) -> dict[str, float]:
     return {k: round(1000 * sums[k] / counts[k], 2) for k in sums if counts.get(k)}
 
 
+def stage_p99_ms(port: int) -> dict[str, float]:
+    """Upper bound of each stage's 99th percentile per batch (the histogram bucket it falls
+    in): the tail of the end-to-end latency is made of these, not of the means."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        body = r.read().decode()
+    buckets: dict[str, list[tuple[float, float]]] = {}
+    head = "fraudpipe_scorer_stage_duration_seconds_bucket{"
+    for line in body.splitlines():
+        if line.startswith(head):
+            labels, _, value = line[len(head) :].rpartition("} ")
+            parsed = dict(part.split("=", 1) for part in labels.split(","))
+            le = parsed["le"].strip('"')
+            buckets.setdefault(parsed["stage"].strip('"'), []).append(
+                (float("inf") if le == "+Inf" else float(le), float(value))
+            )
+    result = {}
+    for stage, counts in buckets.items():
+        counts.sort()
+        total = counts[-1][1]
+        if total:
+            bound = next(le for le, seen in counts if seen >= 0.99 * total)
+            result[stage] = round(bound * 1000, 2)
+    return result
+
+
 def ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
@@ -125,6 +152,58 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds(pid: int) -> float:
+    """CPU time of a process's exited, waited-for children (PostgreSQL's finished backends)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+def listener_pid(port: int) -> int | None:
+    """The process listening on a local TCP port (through /proc: no tool needed)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                for fd in (entry / "fd").iterdir():
+                    if os.readlink(fd) in inodes:
+                        return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+def service_cpu_seconds(settings: dict[str, str]) -> dict[str, float]:
+    """CPU time so far of the broker, Redis and PostgreSQL (with every backend, running or
+    exited), found by the ports they listen on: where a transaction's cost goes besides the
+    scorer."""
+    ports = {
+        "kafka": urlsplit("//" + settings["KAFKA_BOOTSTRAP_SERVERS"].split(",")[0]).port,
+        "redis": urlsplit(settings["REDIS_URL"]).port,
+        "postgres": urlsplit(settings["DATABASE_URL"]).port,
+    }
+    totals: dict[str, float] = {}
+    for name, port in ports.items():
+        root = listener_pid(port) if port else None
+        if root is None:
+            continue
+        total = cpu_seconds(root) + children_cpu_seconds(root)
+        for entry in Path("/proc").iterdir():  # PostgreSQL's backends are its children
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                    if int(stat[1]) == root:
+                        total += cpu_seconds(int(entry.name))
+                except (OSError, ValueError):
+                    continue
+        totals[name] = total
+    return totals
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -157,85 +236,116 @@ def run_drain(
 ) -> tuple[subprocess.Popen[bytes], dict[str, float]]:
     proc = start_scorer(env, log)
     port = int(env["METRICS_PORT"])
+    services_before = service_cpu_seconds(env)
     started, cpu_before = time.perf_counter(), cpu_seconds(proc.pid)
     while metric(port, "fraudpipe_scorer_decisions_total") < count:
         time.sleep(0.1)
     seconds = time.perf_counter() - started
     cpu = cpu_seconds(proc.pid) - cpu_before
+    services = {
+        f"{name}_cpu_us_per_tx": (used - services_before.get(name, used)) / count * 1e6
+        for name, used in service_cpu_seconds(env).items()
+    }
     batches = metric(port, "fraudpipe_scorer_batch_size_messages_count")
     print(f"  mean batch {count / batches:.0f} messages; ms per batch {stage_means_ms(port)}")
+    print(f"  CPU of the services per transaction (µs): {services}")
     return proc, {
         "seconds": seconds,
         "tx_per_s": count / seconds,
         "scorer_cpu_us_per_tx": cpu / count * 1e6,
+        **services,
         "peak_rss_mib": peak_rss_mib(proc.pid),
     }
 
 
-async def run_latency(env: dict[str, str], rate: int, seconds: float) -> dict[str, float]:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+def run_latency(env: dict[str, str], rate: int, seconds: float) -> dict[str, float]:
+    """Offer `rate` tx/s and time each decision's arrival at a read_committed reader.
+
+    librdkafka on both ends (the reader in its own thread): the harness must add as little
+    latency and take as little CPU as it can, or it measures itself."""
+    import threading
+
+    from confluent_kafka import Consumer, Producer
 
     from fraudpipe_common.contracts.transactions import format_utc_timestamp
     from fraudpipe_common.synthetic import TrafficConfig, generate
 
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
-    consumer = AIOKafkaConsumer(
-        env["DECISIONS_TOPIC"],
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        auto_offset_reset="latest",
-        fetch_max_wait_ms=5,
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-reader-{uuid.uuid4().hex[:6]}",
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "latest",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 5,
+        }
     )
-    await consumer.start()
-    await asyncio.sleep(2)  # let the reader get its partitions and positions
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, compression_type="lz4", linger_ms=1)
-    await producer.start()
+    consumer.subscribe([env["DECISIONS_TOPIC"]])
+    deadline = time.monotonic() + 30
+    while not consumer.assignment() and time.monotonic() < deadline:
+        consumer.poll(0.1)  # joins the group; its positions are the current ends
+    producer = Producer({"bootstrap.servers": bootstrap, "compression.type": "lz4", "linger.ms": 1})
     prefix = f"lat-{uuid.uuid4().hex[:6]}-"
     stream = generate(TrafficConfig(fraud_rate=0.01, seed=11))
     latencies: list[float] = []
+    slow_by_second: collections.Counter[int] = collections.Counter()  # > 50 ms, by arrival
     total = int(rate * seconds)
 
-    async def read() -> None:
-        while len(latencies) < total:
-            batch = await consumer.getmany(timeout_ms=100)
-            now = time.time()
-            for records in batch.values():
-                for r in records:
-                    d = orjson.loads(r.value)
-                    if d["tx_id"].startswith(prefix) and d["track"] != "shadow":
-                        event = dt.datetime.fromisoformat(d["event_ts"]).timestamp()
-                        latencies.append(now - event)
+    def read() -> None:
+        stop_at = time.monotonic() + seconds + WARMUP_S + 60
+        while len(latencies) < total and time.monotonic() < stop_at:
+            # poll returns at the first message (consume would wait to fill its batch or for
+            # its whole timeout); what is already fetched behind it comes in one consume.
+            first = consumer.poll(0.1)
+            if first is None:
+                continue
+            for message in [first, *consumer.consume(1000, 0)]:
+                now = time.time()
+                if message.error() is not None:
+                    continue
+                d = orjson.loads(message.value() or b"{}")
+                if d["tx_id"].startswith(prefix) and d["track"] != "shadow":
+                    event = dt.datetime.fromisoformat(d["event_ts"]).timestamp()
+                    latencies.append(now - event)
+                    if now - event > 0.05:
+                        slow_by_second[int(now)] += 1
 
-    reader = asyncio.create_task(read())
-    tick = 0.01
-    per_tick = rate * tick
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     started = time.perf_counter()
     sent = 0
     # The first WARMUP_S of traffic is not measured: the group has just formed and the
     # transaction coordinator's first answers are slow; the target is about steady state.
     warmup = int(rate * WARMUP_S)
     for i, tx in enumerate(itertools.islice(stream, warmup + total)):
-        due = started + i / rate
-        if (delay := due - time.perf_counter()) > 0 and i % max(int(per_tick), 1) == 0:
-            await asyncio.sleep(delay)
+        if (delay := started + i / rate - time.perf_counter()) > 0.001:
+            time.sleep(delay)
         tx_id = f"warm-{i}" if i < warmup else f"{prefix}{i}"
         message = tx.message() | {"tx_id": tx_id, "ts": format_utc_timestamp(time.time())}
-        await producer.send(
-            env["TRANSACTIONS_TOPIC"], orjson.dumps(message), key=tx.user_id.encode()
-        )
+        producer.produce(env["TRANSACTIONS_TOPIC"], orjson.dumps(message), tx.user_id.encode())
+        producer.poll(0)
         sent += 1
-    await producer.flush()
-    await asyncio.wait_for(reader, timeout=60)
-    await producer.stop()
-    await consumer.stop()
+    offered = sent / (time.perf_counter() - started)
+    producer.flush(10)
+    reader.join()
+    consumer.close()
+    if len(latencies) < total:
+        raise SystemExit(f"latency: {len(latencies)} of {total} decisions arrived")
     latencies.sort()
+    if slow_by_second:
+        # Whether the tail is a few clustered stalls or spread thin: seconds from the first.
+        first = min(slow_by_second)
+        profile = ", ".join(f"{t - first}s:{n}" for t, n in sorted(slow_by_second.items()))
+        print(f"  decisions over 50 ms by second of arrival: {profile}")
 
     def pct(p: float) -> float:
         return latencies[min(int(p * len(latencies)), len(latencies) - 1)] * 1000
 
     return {
-        "offered_tx_per_s": sent / (time.perf_counter() - started),
+        "offered_tx_per_s": offered,
         "p50_ms": pct(0.5),
+        "p90_ms": pct(0.9),
         "p99_ms": pct(0.99),
         "max_ms": latencies[-1] * 1000,
     }
@@ -327,8 +437,16 @@ def main() -> None:
         "--latency-wait-ms", type=int, default=10, help="BATCH_MAX_WAIT_MS of the latency run"
     )
     parser.add_argument("--model", type=Path)
+    parser.add_argument(
+        "--phases",
+        default="latency,drain,naive",
+        help="comma-separated subset of latency,drain,naive (the ratio needs drain and naive)",
+    )
     args = parser.parse_args()
+    phases = set(args.phases.split(","))
 
+    calibration_before = decode_us_per_message()
+    print(f"machine: decode_transaction {calibration_before:.2f} µs per message", flush=True)
     scratch = Path(tempfile.mkdtemp(prefix="fraudpipe-bench-scorer-", dir="/tmp"))
     scratch.chmod(0o755)  # the stack's postgres user must reach its data dir below
     stack_root = None
@@ -384,87 +502,99 @@ def main() -> None:
             "METRICS_PORT": str(free_port()),
             "LOG_LEVEL": "WARNING",
         }
-        started = time.perf_counter()
-        subprocess.run(
-            [
-                str(BIN / "fraudpipe-produce"),
-                "--rps",
-                "0",
-                "--count",
-                str(args.count),
-                "--topic",
-                tx_topic,
-                "--no-progress",
-            ],
-            env={**os.environ, **env},
-            check=True,
-            capture_output=True,
-        )
-        print(
-            f"pre-produced {args.count:,} transactions in {time.perf_counter() - started:.1f} s",
-            flush=True,
-        )
+        if "drain" in phases:
+            started = time.perf_counter()
+            subprocess.run(
+                [
+                    str(BIN / "fraudpipe-produce"),
+                    "--rps",
+                    "0",
+                    "--count",
+                    str(args.count),
+                    "--topic",
+                    tx_topic,
+                    "--no-progress",
+                ],
+                env={**os.environ, **env},
+                check=True,
+                capture_output=True,
+            )
+            print(
+                f"pre-produced {args.count:,} transactions in "
+                f"{time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
 
         # Latency first, on its own topics and a fresh feature state, with the batch wait a
         # latency-minded deployment would set; then the drain on the pre-produced backlog.
-        lat_topic, lat_dec = f"bench-lat-tx-{suffix}", f"bench-lat-dec-{suffix}"
-        asyncio.run(
-            create_topics(
-                settings["KAFKA_BOOTSTRAP_SERVERS"],
-                {lat_topic: 6, lat_dec: 6, f"bench-lat-dlq-{suffix}": 1},
+        latency: dict[str, float] = {}
+        if "latency" in phases:
+            lat_topic, lat_dec = f"bench-lat-tx-{suffix}", f"bench-lat-dec-{suffix}"
+            asyncio.run(
+                create_topics(
+                    settings["KAFKA_BOOTSTRAP_SERVERS"],
+                    {lat_topic: 6, lat_dec: 6, f"bench-lat-dlq-{suffix}": 1},
+                )
             )
-        )
-        lat_env = env | {
-            "TRANSACTIONS_TOPIC": lat_topic,
-            "DECISIONS_TOPIC": lat_dec,
-            "DLQ_TOPIC": f"bench-lat-dlq-{suffix}",
-            "CONSUMER_GROUP": f"bench-lat-{suffix}",
-            "REDIS_KEY_PREFIX": f"bench-lat-{suffix}:",
-            "METRICS_PORT": str(free_port()),
-            "BATCH_MAX_WAIT_MS": str(args.latency_wait_ms),
-        }
-        proc = start_scorer(lat_env, scratch / "scorer-latency.log")
-        latency = asyncio.run(run_latency(lat_env, args.rate, args.seconds))
-        latency["batch_max_wait_ms"] = args.latency_wait_ms
-        print(
-            f"steady {latency['offered_tx_per_s']:,.0f} tx/s (BATCH_MAX_WAIT_MS="
-            f"{args.latency_wait_ms}): p50 {latency['p50_ms']:.1f} ms, "
-            f"p99 {latency['p99_ms']:.1f} ms, max {latency['max_ms']:.1f} ms",
-            flush=True,
-        )
-        lat_port = int(lat_env["METRICS_PORT"])
-        batches = metric(lat_port, "fraudpipe_scorer_batch_size_messages_count")
-        decided = metric(lat_port, "fraudpipe_scorer_decisions_total")
-        print(
-            f"  mean batch {decided / max(batches, 1):.0f}; ms per batch {stage_means_ms(lat_port)}"
-        )
-        proc.terminate()
-        proc.wait(timeout=15)
+            lat_env = env | {
+                "TRANSACTIONS_TOPIC": lat_topic,
+                "DECISIONS_TOPIC": lat_dec,
+                "DLQ_TOPIC": f"bench-lat-dlq-{suffix}",
+                "CONSUMER_GROUP": f"bench-lat-{suffix}",
+                "REDIS_KEY_PREFIX": f"bench-lat-{suffix}:",
+                "METRICS_PORT": str(free_port()),
+                "BATCH_MAX_WAIT_MS": str(args.latency_wait_ms),
+            }
+            proc = start_scorer(lat_env, scratch / "scorer-latency.log")
+            latency = run_latency(lat_env, args.rate, args.seconds)
+            latency["batch_max_wait_ms"] = args.latency_wait_ms
+            print(
+                f"steady {latency['offered_tx_per_s']:,.0f} tx/s (BATCH_MAX_WAIT_MS="
+                f"{args.latency_wait_ms}): p50 {latency['p50_ms']:.1f} ms, "
+                f"p99 {latency['p99_ms']:.1f} ms, max {latency['max_ms']:.1f} ms",
+                flush=True,
+            )
+            lat_port = int(lat_env["METRICS_PORT"])
+            batches = metric(lat_port, "fraudpipe_scorer_batch_size_messages_count")
+            decided = metric(lat_port, "fraudpipe_scorer_decisions_total")
+            print(
+                f"  mean batch {decided / max(batches, 1):.0f}; "
+                f"ms per batch {stage_means_ms(lat_port)}; p99 at most {stage_p99_ms(lat_port)}"
+            )
+            proc.terminate()
+            proc.wait(timeout=15)
 
-        proc, drain = run_drain(env, args.count, scratch / "scorer.log")
-        print(
-            f"drain: {drain['tx_per_s']:,.0f} tx/s ({drain['seconds']:.1f} s, scorer CPU "
-            f"{drain['scorer_cpu_us_per_tx']:.0f} µs/tx), "
-            f"peak RSS {drain['peak_rss_mib']:.0f} MiB",
-            flush=True,
-        )
-        rss_after = peak_rss_mib(proc.pid)
-        proc.terminate()
-        proc.wait(timeout=15)
-        proc = None
-        naive = asyncio.run(run_naive(env, model, args.naive_count))
-        print(
-            f"naive: {naive['tx_per_s']:,.0f} tx/s over {args.naive_count:,} transactions",
-            flush=True,
-        )
+        drain: dict[str, float] = {}
+        naive: dict[str, float] = {}
+        rss_after = float("nan")
+        if "drain" in phases:
+            proc, drain = run_drain(env, args.count, scratch / "scorer.log")
+            print(
+                f"drain: {drain['tx_per_s']:,.0f} tx/s ({drain['seconds']:.1f} s, scorer CPU "
+                f"{drain['scorer_cpu_us_per_tx']:.0f} µs/tx), "
+                f"peak RSS {drain['peak_rss_mib']:.0f} MiB",
+                flush=True,
+            )
+            rss_after = peak_rss_mib(proc.pid)
+            proc.terminate()
+            proc.wait(timeout=15)
+            proc = None
+        if "naive" in phases:
+            naive = asyncio.run(run_naive(env, model, args.naive_count))
+            print(
+                f"naive: {naive['tx_per_s']:,.0f} tx/s over {args.naive_count:,} transactions",
+                flush=True,
+            )
         result: dict[str, Any] = {
             "count": args.count,
             "drain": drain,
             "latency": latency,
             "peak_rss_mib": rss_after,
             "naive": naive,
-            "ratio": drain["tx_per_s"] / naive["tx_per_s"],
+            "ratio": drain["tx_per_s"] / naive["tx_per_s"] if drain and naive else None,
             "load_average": os.getloadavg(),
+            # The machine's speed at the start and the end (bench/calibration.py).
+            "decode_us_per_message": [calibration_before, decode_us_per_message()],
         }
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     finally:

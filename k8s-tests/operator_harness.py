@@ -235,9 +235,13 @@ def start_operator(
     started: list[OperatorProcess] = []
 
     def start(
-        namespaces: list[str], kafka_bootstrap: str | None = None, kubeconfig: Path | None = None
+        namespaces: list[str],
+        kafka_bootstrap: str | None = None,
+        kubeconfig: Path | None = None,
+        settings: dict[str, str] | None = None,
     ) -> OperatorProcess:
-        env = {"FRAUDPIPE_METRICS_PORT": str(free_port())}
+        """`settings`: extra FRAUDPIPE_* variables (e.g. short intervals)."""
+        env = {"FRAUDPIPE_METRICS_PORT": str(free_port()), **(settings or {})}
         if kafka_bootstrap:
             env["FRAUDPIPE_KAFKA_BOOTSTRAP_OVERRIDE"] = kafka_bootstrap
         process = OperatorProcess(
@@ -254,24 +258,26 @@ def start_operator(
     # namespace could not go away otherwise.
     api = client.CustomObjectsApi(kube_client)
     namespaces = {ns for process in started for ns in process.namespaces}
-    for ns in namespaces:
-        for item in api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]:
-            api.delete_namespaced_custom_object(
-                GROUP, VERSION, ns, PLURAL, item["metadata"]["name"]
-            )
-    if any(p.process is not None and p.process.poll() is None for p in started):
+    try:
         for ns in namespaces:
-            wait_for(
-                lambda ns=ns: (
-                    not api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
-                ),
-                f"pipelines in {ns} finalized",
-                within_s=60,
-            )
-    for process in started:
-        process.stop()
-    for process in started:
-        print(f"--- {process.log} ---\n{process.tail(30)}")
+            for item in api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]:
+                api.delete_namespaced_custom_object(
+                    GROUP, VERSION, ns, PLURAL, item["metadata"]["name"]
+                )
+        if any(p.process is not None and p.process.poll() is None for p in started):
+            for ns in namespaces:
+                wait_for(
+                    lambda ns=ns: (
+                        not api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+                    ),
+                    f"pipelines in {ns} finalized",
+                    within_s=60,
+                )
+    finally:  # a failed teardown must not leave operators running
+        for process in started:
+            process.stop()
+        for process in started:
+            print(f"--- {process.log} ---\n{process.tail(30)}")
 
 
 # -- storage ----------------------------------------------------------------------------------

@@ -146,9 +146,13 @@ def test_operator_rbac_is_least_privilege(
         ("create", "statefulsets", {"group": "apps"}),
         ("create", "secrets", {}),
         ("get", "secrets", {}),
+        ("list", "pods", {}),  # the canary driver finds the scorer pods
         ("patch", "fraudpipelines", {"group": "fraudpipe.io", "subresource": "status"}),
         ("create", "events", {}),
         ("patch", "servicemonitors", {"group": "monitoring.coreos.com"}),
+        ("patch", "scaledobjects", {"group": "keda.sh"}),
+        ("delete", "scaledobjects", {"group": "keda.sh"}),
+        ("create", "triggerauthentications", {"group": "keda.sh"}),
     ]
     denied = [
         ("delete", "deployments", {"group": "apps"}),
@@ -156,9 +160,13 @@ def test_operator_rbac_is_least_privilege(
         ("patch", "secrets", {}),
         ("delete", "secrets", {}),
         ("create", "pods", {}),
+        ("delete", "pods", {}),
         ("create", "rolebindings", {"group": "rbac.authorization.k8s.io"}),
         ("delete", "fraudpipelines", {"group": "fraudpipe.io"}),
         ("create", "persistentvolumeclaims", {}),
+        ("list", "scaledobjects", {"group": "keda.sh"}),
+        ("create", "scaledjobs", {"group": "keda.sh"}),
+        ("patch", "deployments", {"group": "apps", "subresource": "scale"}),
     ]
     for verb, resource, extra in allowed:
         assert access(kube_client, sa, verb, resource, ns, **extra), (verb, resource)

@@ -205,7 +205,7 @@ def test_managed_example_reaches_ready_with_every_child(
 
     table = kubectl(kubeconfig, "get", "fp", "-n", ns).stdout
     header, row = table.splitlines()[:2]
-    assert header.split() == ["NAME", "PHASE", "READY", "LAG", "MODEL", "AGE"]
+    assert header.split() == ["NAME", "PHASE", "READY", "LAG", "MODEL", "CANARY", "AGE"]
     assert row.split()[:5] == ["payments", "Ready", "True", "0", "gbt@sha256:abababababab"]
 
 

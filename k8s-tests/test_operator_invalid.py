@@ -29,6 +29,21 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         {"scorer": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}},
         "spec.scorer.autoscaling.minReplicas",
     ),
+    (
+        "autoscaling window above an hour",
+        {"scorer": {"autoscaling": {"scaleDown": {"stabilizationWindowSeconds": 7200}}}},
+        "spec.scorer.autoscaling.scaleDown.stabilizationWindowSeconds",
+    ),
+    (
+        "unknown autoscaling engine",
+        {"scorer": {"autoscaling": {"engine": "hpa"}}},
+        "spec.scorer.autoscaling.engine",
+    ),
+    (
+        "lag per replica of zero",
+        {"scorer": {"autoscaling": {"lagPerReplica": 0}}},
+        "spec.scorer.autoscaling.lagPerReplica",
+    ),
     ("model without a digest", {"model": {"ref": "registry/m:latest"}}, "spec.model.ref"),
     (
         "model digest too short",

@@ -139,7 +139,7 @@ def test_render_wires_each_built_image_into_the_chart(profile: str, tmp_path: Pa
     container = operator_container(docs)
     assert container["image"].startswith("localhost/fraudpipe/operator:")
     assert container["imagePullPolicy"] == "IfNotPresent"
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}  # not valueFrom
     for name in ["scorer", "api", "producer"]:
         repo, _, tag = env[f"FRAUDPIPE_{name.upper()}_IMAGE"].rpartition(":")
         assert repo == f"localhost/fraudpipe/{name}"

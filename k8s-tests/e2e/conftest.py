@@ -20,9 +20,11 @@ from kubernetes import client, config, utils
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from canary_models import push_candidates, write_variants
 from e2e_checks import PIPELINE, pipeline_body
 from e2e_harness import (
     Target,
+    model_inputs_key,
     push_model,
     registry_objects,
     target_from_env,
@@ -36,6 +38,8 @@ from operator_harness import (
     install_chart,
     wait_for,
 )
+
+from fraudpipe_testing import toolchain
 
 RELEASE, RELEASE_NAMESPACE = "fraudpipe", "fraudpipe-system"
 
@@ -116,6 +120,13 @@ def model_ref(target: Target, api_client: client.ApiClient, namespace: str) -> s
 
     wait_for(registry_ready, "in-cluster registry ready", 120)
     return push_model(target, namespace, model)
+
+
+@pytest.fixture(scope="module")
+def candidates(target: Target, namespace: str, model_ref: str) -> dict[str, str]:
+    """The canary scenarios' candidate models (canary_models.py), pushed beside the model."""
+    out = toolchain.cache_dir() / "e2e" / f"candidates-{model_inputs_key()}"
+    return push_candidates(target, namespace, write_variants(trained_model(), out))
 
 
 @pytest.fixture(scope="module")

@@ -179,7 +179,12 @@ def verify() -> None:
     check_pods_run(pipeline_pods(core, namespace))
     log("ok: broker, Redis, PostgreSQL, scorer, API and producer pods Running and Ready")
 
-    result = asyncio.run(verdict(f"{PIPELINE}-kafka:9092", within_s=180))
+    def some_traffic() -> dict[str, Any] | None:
+        found = asyncio.run(verdict(f"{PIPELINE}-kafka:9092", within_s=180))
+        return found if found["produced"] else None
+
+    # The demo producer's pod is Ready before its first send (slow nodes: seconds later).
+    result = wait_for(some_traffic, "transactions on transactions.v1", 120, interval_s=5)
     check_exactly_once(result, at_least=1)
     log(
         f"ok: {result['produced']} transactions on transactions.v1, each with exactly one "

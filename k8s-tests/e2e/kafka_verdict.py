@@ -63,13 +63,18 @@ async def verdict(
         await txc.stop()
     dc, dtps = await _consumer(bootstrap, decisions_topic)
     counts: collections.Counter[str] = collections.Counter()
+    tracks: collections.Counter[str] = collections.Counter()
     drain_to = None  # the decisions' end once every transaction was seen: read up to it
     try:
         while time.monotonic() < deadline:
             batch = await dc.getmany(timeout_ms=2000, max_records=5000)
             for messages in batch.values():
                 for m in messages:
-                    counts[json.loads(m.value)["tx_id"]] += 1
+                    decision = json.loads(m.value)
+                    tracks[decision["track"]] += 1
+                    # A shadow decision is recorded beside the acting one, never instead.
+                    if decision["track"] != "shadow":
+                        counts[decision["tx_id"]] += 1
             if drain_to is None and produced <= counts.keys():
                 drain_to = await dc.end_offsets(dtps)
             if drain_to is not None and all([await dc.position(tp) >= drain_to[tp] for tp in dtps]):
@@ -85,6 +90,7 @@ async def verdict(
         "missing_sample": missing[:5],
         "duplicated": len(duplicated),
         "duplicated_sample": dict(list(duplicated.items())[:5]),
+        "by_track": dict(tracks),
     }
 
 

@@ -19,6 +19,17 @@ from kubernetes import client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from canary_e2e import (
+    canary_status,
+    events,
+    follow,
+    pod_routing,
+    rollout_spec,
+    scorer_env,
+    scorers,
+    wait_degraded,
+    wait_phase,
+)
 from e2e_checks import (
     PIPELINE,
     check_alerts_served,
@@ -115,6 +126,122 @@ def test_a_rolling_update_of_the_scorer_image_loses_no_transaction(
     time.sleep(10)
     after = kafka_verdict(core, target, namespace)
     check_exactly_once(after, at_least=before["produced"] + 1)
+
+
+# -- canary rollouts (docs/canary.md): one pipeline, one candidate after the other -----------
+def test_an_incompatible_candidate_never_gets_traffic(
+    api_client: client.ApiClient,
+    namespace: str,
+    pipeline: dict[str, Any],
+    pipelines: Pipelines,
+    candidates: dict[str, str],
+) -> None:
+    core = client.CoreV1Api(api_client)
+    apps = client.AppsV1Api(api_client)
+    pipelines.patch(PIPELINE, {"model": {"canary": rollout_spec(candidates["incompatible"], 0)}})
+    canary = wait_phase(pipelines, candidates["incompatible"], {"Invalid"}, 60)
+    assert "device_risk_score" in canary["message"], canary
+    wait_degraded(pipelines, "CandidateInvalid", candidates["incompatible"])
+    assert any(
+        kind == "Warning" and reason == "CandidateInvalid" and "device_risk_score" in message
+        for kind, reason, message in events(core, namespace)
+    )
+    # Never loaded, never routed to.
+    assert "CANARY_MODEL_REF" not in scorer_env(apps, namespace)
+    for pod in scorers(core, namespace):
+        assert pod_routing(core, namespace, pod.metadata.name) == (0, False)
+
+
+@pytest.mark.parametrize(
+    ("candidate", "failing_check"),
+    [("flags_all", "alertRateRatio"), ("slow", "p99LatencyMs")],
+    ids=["flags-everything-on-alert-rate-ratio", "slow-on-latency"],
+)
+def test_a_bad_candidate_gets_traffic_then_is_rolled_back_on_its_failing_check(
+    api_client: client.ApiClient,
+    namespace: str,
+    pipeline: dict[str, Any],
+    pipelines: Pipelines,
+    candidates: dict[str, str],
+    candidate: str,
+    failing_check: str,
+) -> None:
+    core = client.CoreV1Api(api_client)
+    ref = candidates[candidate]
+    # No shadow phase: straight to 50% of the users, then judged.
+    pipelines.patch(PIPELINE, {"model": {"canary": rollout_spec(ref, 0)}})
+    canary, seen = follow(core, pipelines, namespace, ref, {"Failed"}, within_s=300)
+    assert ("Progressing", 50) in seen, seen
+    assert canary["ref"] == ref, canary
+    assert canary["weight"] == 0, canary
+    failed = canary["lastAnalysis"]["failed"]
+    assert any(f.startswith(failing_check + "=") for f in failed), canary
+    wait_degraded(pipelines, "CanaryFailed", ref)
+    assert any(
+        kind == "Warning" and reason == "CanaryFailed" and f"{failing_check}=" in message
+        for kind, reason, message in events(core, namespace)
+        if ref in message
+    )
+
+
+def test_a_good_candidate_is_promoted_through_every_step_losing_no_transaction(
+    api_client: client.ApiClient,
+    namespace: str,
+    pipeline: dict[str, Any],
+    pipelines: Pipelines,
+    candidates: dict[str, str],
+    target: Target,
+) -> None:
+    core = client.CoreV1Api(api_client)
+    apps = client.AppsV1Api(api_client)
+    ref = candidates["good"]
+    stable = pipeline["spec"]["model"]["ref"]
+    # Two failed checks to roll back, the default's tolerance: a single unlucky window on
+    # samples this small costs one more window, not the promotion.
+    pipelines.patch(PIPELINE, {"model": {"canary": rollout_spec(ref, 15, failure_threshold=2)}})
+    canary, seen = follow(core, pipelines, namespace, ref, {"Promoted", "Failed"}, within_s=360)
+    assert canary["phase"] == "Promoted", canary
+    assert [s for s in seen if s[0] in ("Shadow", "Progressing", "Promoted")] == [
+        ("Shadow", 0),
+        ("Progressing", 50),
+        ("Progressing", 100),
+        ("Promoted", 100),
+    ], seen
+    assert canary["checksPassed"] == 3, canary
+    assert canary["checksFailed"] <= 1, canary
+    reasons = [reason for _, reason, message in events(core, namespace) if ref in message]
+    for expected in ("CandidateValid", "CanaryShadow", "CanaryStep", "CanaryPromoted"):
+        assert expected in reasons, reasons
+    status = pipelines.get(PIPELINE)["status"]
+    assert status["promoted"] == {"ref": ref, "replaces": stable}, status
+    # The candidate becomes the scorers' stable model; the spec stays as written.
+    wait_for(
+        lambda: (
+            scorer_env(apps, namespace).get("MODEL_REF") == ref
+            and "CANARY_MODEL_REF" not in scorer_env(apps, namespace)
+            and scorer_rolled_out(apps, namespace)
+        ),
+        "scorers restarted with the promoted model as stable",
+        240,
+    )
+    assert pipelines.get(PIPELINE)["spec"]["model"]["ref"] == stable
+    # Removing the finished canary changes nothing the scorers run.
+    generation = apps.read_namespaced_deployment(
+        f"{PIPELINE}-scorer", namespace
+    ).metadata.generation
+    pipelines.patch(PIPELINE, {"model": {"canary": None}})
+    wait_for(lambda: canary_status(pipelines) is None, "status.canary cleared", 30)
+    time.sleep(3)
+    after = apps.read_namespaced_deployment(f"{PIPELINE}-scorer", namespace)
+    assert after.metadata.generation == generation
+    assert scorer_env(apps, namespace)["MODEL_REF"] == ref
+
+    # All four rollouts, the restarts they caused and the promotion: every transaction since
+    # the pipeline started decided exactly once (shadow decisions are recorded beside them).
+    verdict = kafka_verdict(core, target, namespace)
+    check_exactly_once(verdict, at_least=1)
+    assert verdict["by_track"].get("canary", 0) > 0, verdict
+    assert verdict["by_track"].get("shadow", 0) > 0, verdict
 
 
 def test_deleting_the_pipeline_removes_every_child(

@@ -35,6 +35,7 @@ def test_managed_example_plans_every_child() -> None:
     }
     assert kinds(plan.workloads) == [
         "Service/payments-scorer",
+        "NetworkPolicy/payments-scorer",
         "Deployment/payments-scorer",
         "Service/payments-api",
         "Deployment/payments-api",
@@ -206,6 +207,17 @@ def test_statefulsets_have_claims_and_pdbs_keep_quorum() -> None:
         "minAvailable": 2,
     }
     assert stores.build_redis_pdb(p)["spec"]["maxUnavailable"] == 0
+
+
+def test_managed_redis_keeps_an_append_only_file_and_frees_expired_keys_lazily() -> None:
+    (container,) = stores.build_redis_statefulset(pipeline())["spec"]["template"]["spec"][
+        "containers"
+    ]
+    args = container["args"]
+    options = dict(zip(args[::2], args[1::2], strict=True))
+    assert options["--appendonly"] == "yes"  # features survive a restart
+    # The replay-record hashes are large: expired in the background, not in a pause.
+    assert options["--lazyfree-lazy-expire"] == "yes"
 
 
 def test_network_policies_admit_only_pipeline_pods() -> None:

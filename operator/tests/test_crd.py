@@ -47,6 +47,9 @@ def test_schema_is_structural_without_refs_or_unions() -> None:
         assert forbidden not in text
     for path, node in walk(crd.openapi_schema()):
         assert "type" in node, f"{path} has no type"
+        for exclusive in ("exclusiveMinimum", "exclusiveMaximum"):
+            # OpenAPI v3: a flag beside minimum/maximum, never a number (refused by the server)
+            assert node.get(exclusive, True) is True, f"{path}.{exclusive}"
 
 
 def test_cel_rules_cover_what_the_schema_cannot_say() -> None:
@@ -80,7 +83,7 @@ def test_subresources_printer_columns_and_short_name() -> None:
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.scorer.replicas"
     assert "status" in version["subresources"]
     names = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert names == ["Phase", "Ready", "Lag", "Model", "Age"]
+    assert names == ["Phase", "Ready", "Lag", "Model", "Canary", "Weight", "Age"]
     assert crd.crd()["spec"]["names"]["shortNames"] == ["fp"]
 
 

@@ -36,6 +36,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from fraudpipe_operator.builders import monitoring
+from fraudpipe_operator.canary.analysis import TrackStats
+from fraudpipe_operator.canary.stats import PodMetrics, PrometheusSource, sides
 from fraudpipe_testing import toolchain
 from fraudpipe_testing.dashboard_png import render_png
 from fraudpipe_testing.plugin import PrometheusSettings
@@ -494,6 +496,40 @@ def test_the_daily_report_counts_this_pipelines_decisions_with_prometheus(live: 
     assert decisions["APPROVE"] <= float(approved[0]["value"][1]) * 1.1
     assert decisions["total"] == decisions["APPROVE"] + decisions["FLAG"] + decisions["BLOCK"]
     assert 0 <= report["alert_rate"] <= 1
+
+
+def test_the_canary_analysis_reads_each_model_of_this_pipeline_from_prometheus(
+    live: Live,
+) -> None:
+    """The canary's Prometheus source (analysis.prometheusUrl, docs/canary.md) against the
+    real thing: its queries select this pipeline's scorer, split it by model and track, and
+    return the inference histogram the latency check reads."""
+    pod = PodMetrics.parse(httpx.get(live.metrics_urls["scorer"], timeout=10).text)
+    assert pod.candidate_digest  # a canary at weight 50, the same model under both tracks
+    candidate, stable = sides(pod.candidate_digest, pod.candidate_digest)
+    selector = f'namespace="{live.namespace}", service="{PIPELINE}-scorer"'
+
+    async def read(chosen: str) -> tuple[TrackStats, TrackStats]:
+        async with httpx.AsyncClient() as http:
+            source = PrometheusSource(live.prometheus, chosen, http)
+            return await source.track(candidate, 600), await source.track(stable, 600)
+
+    def both_seen() -> tuple[TrackStats, TrackStats] | None:
+        found = run_async(read(selector))
+        return found if all(t.decisions > 0 and t.latency for t in found) else None
+
+    mine, theirs = wait_for(both_seen, "both models' statistics in Prometheus", WAIT_S)
+    for stats in (mine, theirs):
+        # increase() extrapolates each series alike: as many scores as decisions, about.
+        assert stats.scores[-1][1] == pytest.approx(stats.decisions, rel=0.15)
+        assert stats.latency[-1][1] > 0
+        assert 0 <= stats.alerts <= stats.decisions
+    # Users split by CRC-32 at weight 50: neither model has all of them.
+    share = mine.decisions / (mine.decisions + theirs.decisions)
+    assert 0.2 < share < 0.8, (mine, theirs)
+    # Another pipeline's selector sees nothing of this one.
+    elsewhere = run_async(read(f'namespace="{live.namespace}-other", service="x"'))
+    assert [t.decisions for t in elsewhere] == [0, 0]
 
 
 def test_stopping_the_scorer_fires_scorer_down(live: Live) -> None:

@@ -5,6 +5,7 @@ from fraudpipe_operator.models.v1alpha1 import DecisionsTopic, DlqTopic, Topic
 from fraudpipe_operator.topics import (
     DLQ_MAX_MESSAGE_BYTES,
     ExistingTopic,
+    KafkaConnection,
     plan_topics,
     topic_configs,
 )
@@ -49,3 +50,9 @@ def test_the_dlq_is_created_with_room_for_a_whole_rejected_message() -> None:
     }
     assert DLQ_MAX_MESSAGE_BYTES > 1_048_588 + 64 * 1024  # the broker default + headers
     assert topic_configs(DecisionsTopic()) == {"retention.ms": "604800000"}
+
+
+def test_a_kafka_connection_never_shows_its_password() -> None:
+    connection = KafkaConnection("b:9092", "SASL_SSL", "SCRAM-SHA-512", "u", "s3cret-pw")
+    assert "s3cret-pw" not in repr(connection)
+    assert connection.sasl_password == "s3cret-pw"

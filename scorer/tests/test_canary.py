@@ -12,15 +12,24 @@ import pytest
 from fraudpipe_common.contracts.decisions import Track, Verdict
 from fraudpipe_scorer.routing import bucket
 
-from .harness import ScorerProcess, produce, read_committed, traffic, transaction_messages
+from .harness import (
+    ScorerProcess,
+    free_port,
+    produce,
+    read_committed,
+    traffic,
+    transaction_messages,
+)
 from .test_pipeline import StartScorer, alert_rows
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.postgres, pytest.mark.timeout(180)]
 
 
-def put_routing(scorer: ScorerProcess, body: object) -> tuple[int, dict[str, object]]:
+def put_routing(
+    scorer: ScorerProcess, body: object, port: int | None = None
+) -> tuple[int, dict[str, object]]:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{scorer.port}/routing",
+        f"http://127.0.0.1:{port or scorer.port}/routing",
         data=json.dumps(body).encode(),
         method="PUT",
         headers={"Content-Type": "application/json"},
@@ -29,7 +38,8 @@ def put_routing(scorer: ScorerProcess, body: object) -> tuple[int, dict[str, obj
         with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+        body = exc.read()
+        return exc.code, json.loads(body) if body.startswith(b"{") else {}
 
 
 async def test_shadow_then_canary_weight_changes_without_restart(
@@ -94,4 +104,21 @@ async def test_routing_cannot_be_turned_on_without_a_candidate(
     status, body = await asyncio.to_thread(put_routing, scorer, {"weight": 10, "shadow": False})
     assert status == 400
     assert "CANARY_MODEL_REF" in str(body["error"])
+    assert scorer.terminate() == 0
+
+
+async def test_with_a_control_port_routing_changes_only_through_it(
+    pipeline_env: dict[str, str], start_scorer: StartScorer
+) -> None:
+    """The operator sets CONTROL_PORT and opens it only to itself (NetworkPolicy): the
+    metrics port, open to any Prometheus, then reads the routing but cannot change it."""
+    control = free_port()
+    scorer = start_scorer(CANARY_MODEL_REF=pipeline_env["MODEL_REF"], CONTROL_PORT=str(control))
+    await scorer.wait_ready()
+    refused, _ = await asyncio.to_thread(put_routing, scorer, {"weight": 40, "shadow": False})
+    assert refused == 405
+    changed = await asyncio.to_thread(put_routing, scorer, {"weight": 40, "shadow": False}, control)
+    assert changed == (200, {"weight": 40, "shadow": False})
+    status, body = scorer.get("/routing")
+    assert (status, json.loads(body)) == (200, {"weight": 40, "shadow": False})
     assert scorer.terminate() == 0

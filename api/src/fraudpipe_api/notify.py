@@ -290,7 +290,8 @@ async def run(settings: NotifySettings, kafka: KafkaSettings, topics: TopicSetti
         notifier = Notifier(settings, webhook, metrics)
         await consumer.start()
         # The host only: webhook paths carry the secret (Slack's /services/T…/B…/<secret>).
-        log.info("notifying %s of BLOCKs and spikes on %s", urlsplit(settings.webhook_url).netloc,
+        # (hostname, not netloc: a URL may carry user:password@ before the host)
+        log.info("notifying %s of BLOCKs and spikes on %s", urlsplit(settings.webhook_url).hostname,
                  topics.decisions_topic)  # fmt: skip
         try:
             while not stopping.is_set():

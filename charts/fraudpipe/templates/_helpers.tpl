@@ -69,6 +69,10 @@ children (drift is checked by reading them by name), Secrets only read and creat
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create]
+# The canary driver finds the scorer pods to read their statistics and set their routing.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list]
 - apiGroups: [apps]
   resources: [deployments, statefulsets]
   verbs: [get, create, patch]
@@ -84,4 +88,9 @@ children (drift is checked by reading them by name), Secrets only read and creat
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors, prometheusrules]
   verbs: [get, create, patch]
+# The keda engine of spec.scorer.autoscaling; delete, because a ScaledObject left behind
+# when the engine changes would keep scaling the scorer.
+- apiGroups: [keda.sh]
+  resources: [scaledobjects, triggerauthentications]
+  verbs: [get, create, patch, delete]
 {{- end }}

@@ -166,3 +166,41 @@ async def test_a_batch_costs_one_redis_round_trip(redis_url: str, redis_prefix: 
         await client.aclose()
     assert len(values) == 199
     assert calls == ["EVALSHA"]
+
+
+_TO_FIRST_LAYOUT = """
+local s = cmsgpack.unpack(redis.call('GET', KEYS[1]))
+local merchants = s.merchants
+s.merchants, s.devices = {m1 = 1, m2 = 1}, {d1 = 1, d2 = 1}
+redis.call('SET', KEYS[1], cmsgpack.pack(s))
+return merchants
+"""
+
+
+async def test_a_user_state_of_the_first_layout_is_read(redis_url: str, redis_prefix: str) -> None:
+    """States written before devices and merchants became NUL-delimited strings (tables of
+    id: 1) still answer "seen before" exactly, and are rewritten in the new layout."""
+    client = aioredis.Redis.from_url(redis_url)
+    store = OnlineFeatureStore(client, prefix=redis_prefix)
+    earlier = [
+        FeatureInput("o1", "u", T0, "10", "FR", "d1", "m1", "5411", "pos"),
+        FeatureInput("o2", "u", T0 + 1, "10", "FR", "d2", "m2", "5411", "pos"),
+    ]
+    offline = OfflineFeatureStore()
+    for tx in earlier:
+        offline.process(tx)
+    key = f"{redis_prefix}u:{{u}}"
+    try:
+        await store.update(earlier)
+        # Back to the first layout, through Redis's own MessagePack (as the script sees it).
+        merchants = await client.eval(_TO_FIRST_LAYOUT, 1, key)
+        assert merchants == b"\0m1\0m2\0"  # what the new layout had written
+        probes = [
+            FeatureInput("o3", "u", T0 + 2, "10", "FR", "d2", "m1", "5411", "pos"),
+            FeatureInput("o4", "u", T0 + 3, "10", "FR", "d3", "m3", "5411", "pos"),
+            FeatureInput("o5", "u", T0 + 4, "10", "FR", "d3", "m2", "5411", "pos"),
+        ]
+        online = await store.update(probes)
+    finally:
+        await client.aclose()
+    assert online == [offline.process(tx) for tx in probes]

@@ -1,10 +1,11 @@
-"""The OCI client against a registry that misbehaves: tampered bytes are refused, relative
-upload locations work. The registry is an in-memory fake here, since a real one never lies."""
+"""The OCI client against a registry that misbehaves: tampered bytes are refused, nothing is
+read past what the manifest promised, relative upload locations work. The registry is an
+in-memory fake here, since a real one never lies."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -96,6 +97,55 @@ async def test_a_truncated_blob_is_refused() -> None:
     registry.tamper = lambda path, data: data[:-1] if "/blobs/" in path else data
     with pytest.raises(DigestMismatchError):
         await pull(registry, ref)
+
+
+async def test_a_blob_longer_than_its_descriptor_is_not_read_to_the_end() -> None:
+    registry = FakeRegistry()
+    ref = await push(registry)
+    sent = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal sent
+        while True:  # a registry that never stops sending
+            sent += 1
+            yield b"x" * 65536
+
+    inner = registry.__call__
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and "/blobs/" in request.url.path:
+            return httpx.Response(200, content=endless())
+        return inner(request)
+
+    async with OciClient(REGISTRY, plain_http=True, transport=httpx.MockTransport(answer)) as c:
+        with pytest.raises(DigestMismatchError, match="more than the 11 bytes"):
+            await c.pull_artifact(ref)
+    assert sent <= 2
+
+
+async def test_a_manifest_over_4_mib_is_refused_unread() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"{" + b" " * (5 * 1024 * 1024) + b"}")
+
+    async with OciClient(REGISTRY, plain_http=True, transport=httpx.MockTransport(answer)) as c:
+        with pytest.raises(OciError, match="over 4194304 bytes"):
+            await c.pull_manifest(Reference(REGISTRY, "repo", "v1"))
+
+
+async def test_a_failed_blob_pull_quotes_the_start_of_the_answer_only() -> None:
+    registry = FakeRegistry()
+    ref = await push(registry)
+    inner = registry.__call__
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and "/blobs/" in request.url.path:
+            return httpx.Response(500, content=b"E" * 1_000_000)
+        return inner(request)
+
+    async with OciClient(REGISTRY, plain_http=True, transport=httpx.MockTransport(answer)) as c:
+        with pytest.raises(OciError, match="answered 500") as raised:
+            await c.pull_artifact(ref)
+    assert len(str(raised.value)) < 1000
 
 
 async def test_a_registry_asking_for_credentials_says_so() -> None:

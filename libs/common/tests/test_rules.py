@@ -41,6 +41,11 @@ def test_model_thresholds_are_inclusive(score: float, expected: Verdict) -> None
     assert reasons == ([] if expected is Verdict.APPROVE else ["model_score"])
 
 
+@pytest.mark.parametrize("score", [float("nan"), float("inf"), -float("inf")])
+def test_a_score_the_model_could_not_give_is_flagged_not_approved(score: float) -> None:
+    assert codes(10.0, features(), score) == (Verdict.FLAG, ["model_score_invalid"])
+
+
 def test_amount_above_the_ceiling_blocks_even_with_a_low_score() -> None:
     assert codes(5000.01, features(), 0.0) == (Verdict.BLOCK, ["amount_ceiling"])
     assert codes(5000.0, features(), 0.0) == (Verdict.APPROVE, [])
@@ -79,7 +84,13 @@ _ROW = st.lists(
 @settings(max_examples=400, deadline=None)
 @given(
     rows=st.lists(
-        st.tuples(_ROW, st.one_of(st.sampled_from([0.0, 0.5, 0.9]), st.floats(0, 1))),
+        st.tuples(
+            _ROW,
+            st.one_of(
+                st.sampled_from([0.0, 0.5, 0.9, float("nan"), float("inf"), -float("inf")]),
+                st.floats(0, 1),
+            ),
+        ),
         min_size=1,
         max_size=20,
     ),

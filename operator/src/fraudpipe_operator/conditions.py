@@ -24,6 +24,8 @@ class ConditionType(StrEnum):
     API_READY = "ApiReady"
     PRODUCER_READY = "ProducerReady"
     MONITORING_READY = "MonitoringReady"
+    AUTOSCALING_READY = "AutoscalingReady"
+    CANARY_HEALTHY = "CanaryHealthy"
 
 
 class Reason(StrEnum):
@@ -53,6 +55,16 @@ class Reason(StrEnum):
     # monitoring
     MONITORING_CONFIGURED = "MonitoringConfigured"
     PROMETHEUS_OPERATOR_MISSING = "PrometheusOperatorCRDsMissing"
+    # autoscaling
+    BUILTIN_ENGINE = "BuiltinEngine"
+    KEDA_ENGINE = "KedaEngine"
+    KEDA_MISSING = "KedaCRDsMissing"
+    MAX_REPLICAS_ABOVE_PARTITIONS = "MaxReplicasAbovePartitions"
+    # canary (docs/canary.md)
+    CANARY_PROGRESSING = "CanaryProgressing"
+    CANARY_PROMOTED = "CanaryPromoted"
+    CANARY_FAILED = "CanaryFailed"
+    CANDIDATE_INVALID = "CandidateInvalid"
     # apply
     APPLY_FAILED = "ApplyFailed"
 
@@ -62,7 +74,22 @@ IMPOSSIBLE_CHANGE_REASONS = {
     Reason.REPLICATION_FACTOR_IMMUTABLE,
     Reason.MIGRATIONS_FAILED,
     Reason.APPLY_FAILED,
+    # A rolled back or refused candidate: the stable model serves, the spec needs a change.
+    Reason.CANARY_FAILED,
+    Reason.CANDIDATE_INVALID,
 }
+
+
+# Conditions that inform without holding the pipeline back from Ready: the pipeline runs without
+# the Prometheus Operator, and with a capped or fallback autoscaler.
+INFORMATIVE = {
+    ConditionType.MONITORING_READY,
+    ConditionType.AUTOSCALING_READY,
+    ConditionType.CANARY_HEALTHY,  # the stable model serves whatever the candidate does
+}
+# Informative conditions whose False is a Warning from the first time it is seen: the spec asks
+# for something the cluster or the topic cannot give.
+WARN_WHEN_FIRST_FALSE = {ConditionType.AUTOSCALING_READY}
 
 
 @dataclass(frozen=True)
@@ -110,8 +137,7 @@ def flips(previous: list[dict[str, Any]], current: list[dict[str, Any]]) -> list
 def summarize(components: list[Observation]) -> tuple[str, list[Observation]]:
     """Phase and the Ready/Progressing/Degraded conditions derived from component conditions."""
     degraded = [c for c in components if not c.ok and c.reason in IMPOSSIBLE_CHANGE_REASONS]
-    # Monitoring is informative: a cluster without Prometheus Operator still runs the pipeline.
-    blocking = [c for c in components if not c.ok and c.type is not ConditionType.MONITORING_READY]
+    blocking = [c for c in components if not c.ok and c.type not in INFORMATIVE]
     ready = not blocking
     if degraded:
         phase = "Degraded"

@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fraudpipe_operator.builders import Images
+from fraudpipe_operator.builders.common import OperatorPods
 
 APP_VERSION = version("fraudpipe-operator")
 
@@ -47,6 +48,28 @@ class OperatorConfig(BaseSettings):
     topic_timeout_seconds: float = Field(
         default=20.0, gt=0, description="Longest a topic reconciliation may take."
     )
+    autoscaling_interval_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="Period of the builtin autoscaler: how often it reads each pipeline's lag "
+        "(the HorizontalPodAutoscaler's default sync period).",
+    )
+
+    operator_namespace: str | None = Field(
+        default=None,
+        description="The namespace the operator runs in (the chart sets it from the downward "
+        "API): the scorers' routing control and the managed broker admit the operator's pods "
+        "from this namespace only. Unset (an operator outside the cluster): any namespace.",
+    )
+    operator_instance: str | None = Field(
+        default=None,
+        description="The operator's Helm release (its pods' app.kubernetes.io/instance label), "
+        "so that only this release's pods are admitted, not another operator's.",
+    )
+
+    @property
+    def operator_pods(self) -> OperatorPods:
+        return OperatorPods(self.operator_namespace, self.operator_instance)
 
     @property
     def images(self) -> Images:

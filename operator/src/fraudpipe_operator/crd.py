@@ -32,6 +32,9 @@ PRINTER_COLUMNS = [
     },
     {"name": "Lag", "type": "integer", "jsonPath": ".status.consumerLag"},
     {"name": "Model", "type": "string", "jsonPath": ".status.model"},
+    # The canary in progress or last finished, and its weight (docs/canary.md).
+    {"name": "Canary", "type": "string", "jsonPath": ".status.canary.phase"},
+    {"name": "Weight", "type": "integer", "jsonPath": ".status.canary.weight", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
@@ -58,6 +61,12 @@ def structural(schema: dict[str, Any]) -> dict[str, Any]:
         node.pop("$defs", None)
         if "default" in node and node["default"] is None:
             del node["default"]
+        # JSON Schema's numeric exclusive bounds (pydantic's gt/lt) are OpenAPI v3's
+        # minimum/maximum plus a boolean flag; the API server refuses the numeric form.
+        for exclusive, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            limit = node.get(exclusive)
+            if isinstance(limit, (int, float)) and not isinstance(limit, bool):
+                node[bound], node[exclusive] = limit, True
         out: dict[str, Any] = {}
         for key, value in node.items():
             if key == "properties":

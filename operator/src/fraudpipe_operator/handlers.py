@@ -17,6 +17,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from fraudpipe_operator import conditions, metrics
+from fraudpipe_operator.canary.driver import CanaryDriver
 from fraudpipe_operator.config import OperatorConfig
 from fraudpipe_operator.kube import Kube
 from fraudpipe_operator.models import GROUP, PLURAL, VERSION, FraudPipeline
@@ -40,15 +41,21 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # Re-establish watches regularly: a silently dead watch would stop all reconciliation.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # A timer caught mid-round when its pipeline is deleted holds the finalizer until kopf
+    # looks again: after 2 s rather than kopf's 60 (the autoscaler's round is that short).
+    settings.background.cancellation_polling = 2
     # httpx logs every request at INFO: that is our own client, far too chatty for a log.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     memo.kube = Kube(await _login(settings))
     memo.reconciler = Reconciler(memo.kube, CONFIG)
+    memo.canary = CanaryDriver(memo.kube)
     start_http_server(CONFIG.metrics_port)
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    if "canary" in memo:
+        await memo.canary.close()
     if "kube" in memo:
         await memo.kube.close()
 
@@ -110,6 +117,8 @@ async def write_status(
     }
     if outcome.consumer_lag is not None:
         desired["consumerLag"] = outcome.consumer_lag
+    if not _autoscaled(dict(body.get("spec") or {})):
+        desired["autoscaling"] = None  # the autoscaler's last report goes with it
     changed = {key: value for key, value in desired.items() if current.get(key) != value}
     if not changed:
         return
@@ -120,7 +129,11 @@ async def write_status(
         kind, status = flipped["type"], flipped["status"]
         good = (status == "True") != (kind == conditions.ConditionType.DEGRADED.value)
         # A loss is a Warning; a component still coming up for the first time is not.
-        warning = not good and (kind in before or kind == conditions.ConditionType.DEGRADED.value)
+        warning = not good and (
+            kind in before
+            or kind == conditions.ConditionType.DEGRADED.value
+            or kind in conditions.WARN_WHEN_FIRST_FALSE
+        )
         message = f"{kind}={status}: {flipped['reason']}: {flipped['message']}"
         kopf.event(
             body,
@@ -153,6 +166,65 @@ async def fraudpipeline_daemon(
         await stopped.wait(
             CONFIG.reconcile_interval_seconds if ready else CONFIG.progressing_interval_seconds
         )
+
+
+@kopf.daemon(*RESOURCE, id="canary", cancellation_timeout=10)
+async def fraudpipeline_canary(
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """Drives the canary rollout (docs/canary.md): every second while one runs. A phase change
+    reconciles at once, so the scorer Deployment loads or drops the candidate and the
+    conditions follow without waiting for the drift check."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    while not stopped:
+        delay = 5.0
+        try:
+            tick = await memo.canary.tick(namespace, name)
+            delay = tick.next_tick_s
+            for event in tick.events:
+                kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1000])
+                logger.info(f"canary: {event.reason}: {event.message}")
+            if tick.phase_changed:
+                fresh = await memo.kube.get("FraudPipeline", namespace, name)
+                if fresh is not None:
+                    await _reconcile("canary", fresh, memo, logger)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # keep driving: the next tick may well succeed
+            logger.exception(f"canary tick failed: {error}")
+        await stopped.wait(delay)
+
+
+def _autoscaled(spec: Any, **_: Any) -> bool:
+    return bool(spec.get("scorer", {}).get("autoscaling", {}).get("enabled"))
+
+
+@kopf.timer(*RESOURCE, interval=CONFIG.autoscaling_interval_seconds, when=_autoscaled)
+async def fraudpipeline_autoscale(
+    body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    """The builtin engine's round: read the lag, scale the scorer, report (docs/operator.md)."""
+    pipeline = FraudPipeline.from_body(body)
+    previous = dict((body.get("status") or {}).get("autoscaling") or {})
+    tick = await memo.reconciler.autoscaler.tick(pipeline, previous)
+    if {k: v for k, v in tick.status.items() if v is not None} != previous:
+        meta = body["metadata"]
+        await memo.kube.patch_status(
+            f"{GROUP}/{VERSION}",
+            PLURAL,
+            meta["namespace"],
+            meta["name"],
+            {"autoscaling": tick.status},
+        )
+    if tick.event is not None:
+        kind, reason, message = tick.event
+        kopf.event(body, type=kind, reason=reason, message=message[:1000])
+        logger.info(f"autoscaling: {reason}: {message}")
 
 
 @kopf.on.update(*RESOURCE, field="spec", backoff=5)

@@ -29,6 +29,11 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "ServiceMonitor": ("/apis/monitoring.coreos.com/v1", "servicemonitors"),
     "PrometheusRule": ("/apis/monitoring.coreos.com/v1", "prometheusrules"),
+    # Read by the canary driver: its own resource (fresh status) and the scorer pods.
+    "FraudPipeline": ("/apis/fraudpipe.io/v1alpha1", "fraudpipelines"),
+    "Pod": ("/api/v1", "pods"),
+    "ScaledObject": ("/apis/keda.sh/v1alpha1", "scaledobjects"),
+    "TriggerAuthentication": ("/apis/keda.sh/v1alpha1", "triggerauthentications"),
 }
 
 
@@ -92,13 +97,15 @@ class Kube:
             raise KubeError(response.status_code, f"{method} {path}: {message}")
         return response
 
-    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply: the operator owns exactly the fields it sets."""
+    async def apply(
+        self, obj: dict[str, Any], field_manager: str = FIELD_MANAGER
+    ) -> dict[str, Any]:
+        """Server-side apply: `field_manager` owns exactly the fields it sets."""
         meta = obj["metadata"]
         response = await self._request(
             "PATCH",
             path_of(obj["kind"], meta["namespace"], meta["name"]),
-            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            params={"fieldManager": field_manager, "force": "true"},
             content=json.dumps(obj),
             headers={"Content-Type": "application/apply-patch+yaml"},
         )
@@ -122,14 +129,24 @@ class Kube:
         return True
 
     async def patch_status(
-        self, group_version: str, plural: str, namespace: str, name: str, status: dict[str, Any]
+        self,
+        group_version: str,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        resource_version: str | None = None,
     ) -> None:
-        """Merge-patch the status subresource of a custom resource."""
+        """Merge-patch the status subresource of a custom resource. With `resource_version`,
+        only if the object is still that version (else KubeError 409: read it again)."""
+        patch: dict[str, Any] = {"status": status}
+        if resource_version is not None:
+            patch["metadata"] = {"resourceVersion": resource_version}
         await self._request(
             "PATCH",
             f"/apis/{group_version}/namespaces/{namespace}/{plural}/{name}/status",
             params={"fieldManager": FIELD_MANAGER},
-            content=json.dumps({"status": status}),
+            content=json.dumps(patch),
             headers={"Content-Type": "application/merge-patch+json"},
         )
 
@@ -142,6 +159,24 @@ class Kube:
             raise
         result: dict[str, Any] = response.json()
         return result
+
+    async def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Objects of `kind` matching a label selector."""
+        response = await self._request(
+            "GET", path_of(kind, namespace), params={"labelSelector": selector}
+        )
+        items: list[dict[str, Any]] = response.json().get("items", [])
+        return items
+
+    async def delete(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete one object; False if it was not there."""
+        try:
+            await self._request("DELETE", path_of(kind, namespace, name))
+        except KubeError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
 
     async def serves(self, group_version: str, plural: str) -> bool:
         """Whether the API server serves `plural` in `group_version` (e.g. a CRD installed)."""

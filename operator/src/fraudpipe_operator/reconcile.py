@@ -15,16 +15,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from fraudpipe_operator import builders
+from fraudpipe_operator.autoscaling.scaler import Autoscaler
 from fraudpipe_operator.builders import apps
 from fraudpipe_operator.builders.common import COMPONENT_LABEL, PIPELINE_LABEL, child_name
 from fraudpipe_operator.builders.connections import (
     kafka_bootstrap_servers,
     kafka_security_protocol,
 )
+from fraudpipe_operator.canary.machine import stable_ref
 from fraudpipe_operator.conditions import ConditionType, Observation, Reason, summarize
 from fraudpipe_operator.config import OperatorConfig
 from fraudpipe_operator.kube import Kube, KubeError
 from fraudpipe_operator.models import FraudPipeline
+from fraudpipe_operator.models.v1alpha1 import CanaryStatus, FraudPipelineStatus, rollout_status
 from fraudpipe_operator.topics import KafkaConnection, reconcile_topics
 
 C, R = ConditionType, Reason
@@ -84,6 +87,19 @@ def job_observation(job: dict[str, Any] | None) -> Observation:
     return Observation(kind, False, R.MIGRATIONS_RUNNING, f"Job {name} is running")
 
 
+def canary_observations(canary: CanaryStatus | None) -> list[Observation]:
+    """CanaryHealthy while a rollout runs or after one finished; none without one."""
+    if canary is None:
+        return []
+    reason = {
+        "Failed": R.CANARY_FAILED,
+        "Invalid": R.CANDIDATE_INVALID,
+        "Promoted": R.CANARY_PROMOTED,
+    }.get(canary.phase, R.CANARY_PROGRESSING)
+    ok = reason not in (R.CANARY_FAILED, R.CANDIDATE_INVALID)
+    return [Observation(C.CANARY_HEALTHY, ok, reason, canary.message or canary.phase)]
+
+
 def short_model(ref: str) -> str:
     repository, _, digest = ref.partition("@")
     return f"{repository.rsplit('/', 1)[-1]}@{digest[:19]}"
@@ -94,10 +110,13 @@ class Reconciler:
     def __init__(self, kube: Kube, config: OperatorConfig) -> None:
         self.kube = kube
         self.config = config
+        self.autoscaler = Autoscaler(kube, self._kafka_connection, config.topic_timeout_seconds)
 
     async def reconcile(self, raw: FraudPipeline) -> Outcome:
-        pipeline = builders.with_default_images(raw, self.config.images)
-        plan = builders.plan(pipeline)
+        pipeline = builders.with_default_images(
+            await self._current_rollout(raw), self.config.images
+        )
+        plan = builders.plan(pipeline, self.config.operator_pods)
         observations: list[Observation] = []
         errors: list[str] = []
 
@@ -154,6 +173,10 @@ class Reconciler:
             workloads[C.PRODUCER_READY] = child_name(pipeline, "producer")
         scorer_replicas = 0
         if migrated.ok:
+            try:
+                await self.autoscaler.take_over_replicas(pipeline)
+            except KubeError as error:
+                errors.append(str(error))
             deployed = await apply_all(plan.workloads)
             for kind, name in workloads.items():
                 observations.append(workload_observation(kind, deployed.get(f"Deployment/{name}")))
@@ -167,7 +190,12 @@ class Reconciler:
                     )
                 )
 
+        try:
+            observations.append(await self.autoscaler.reconcile_engine(pipeline))
+        except KubeError as error:
+            errors.append(str(error))
         observations.append(await self._monitoring(pipeline, plan.monitoring, apply_all))
+        observations += canary_observations(pipeline.status.canary)
         if errors:
             observations.append(
                 Observation(C.DEGRADED, False, R.APPLY_FAILED, "; ".join(errors)[:2000])
@@ -180,8 +208,20 @@ class Reconciler:
             consumer_lag=lag,
             scorer_replicas=scorer_replicas,
             scorer_selector=f"{PIPELINE_LABEL}={pipeline.name},{COMPONENT_LABEL}=scorer",
-            model=short_model(spec.model.ref),
+            model=short_model(stable_ref(spec.model, pipeline.status.promoted)),
         )
+
+    async def _current_rollout(self, pipeline: FraudPipeline) -> FraudPipeline:
+        """The pipeline with the canary state as stored now: the canary driver may have
+        moved it since this body was read, and the scorer Deployment is built from it."""
+        try:
+            body = await self.kube.get("FraudPipeline", pipeline.namespace, pipeline.name)
+        except KubeError:
+            return pipeline
+        if body is None:
+            return pipeline
+        status = FraudPipelineStatus.model_validate(rollout_status(body.get("status")))
+        return pipeline.model_copy(update={"status": status})
 
     async def _monitoring(
         self,

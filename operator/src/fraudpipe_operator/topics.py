@@ -95,7 +95,7 @@ class KafkaConnection:
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
-    sasl_password: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)  # never in a log line
     ca_pem: str | None = None
 
     def client_options(self) -> dict[str, Any]:
@@ -208,3 +208,37 @@ async def _lag(
         position = done.offset if done is not None and done.offset >= 0 else 0
         total += max(0, ends[tp] - position)
     return total
+
+
+@dataclass(frozen=True)
+class LagReading:
+    partitions: int
+    lag: int
+
+
+class LagUnavailable(Exception):
+    """The brokers could not say what the lag is (which is not the same as no lag)."""
+
+
+async def read_consumer_lag(
+    connection: KafkaConnection, consumer_group: str, topic: str
+) -> LagReading:
+    """Total lag of `consumer_group` on `topic` (committed offsets against high watermarks) and
+    the topic's partition count. Raises LagUnavailable instead of guessing."""
+    admin = AIOKafkaAdminClient(**connection.client_options())
+    try:
+        await admin.start()
+        existing = (await _describe(admin, [topic])).get(topic)
+        if existing is None:
+            raise LagUnavailable(f"topic {topic} does not exist")
+        offsets = await admin.list_consumer_group_offsets(consumer_group)
+        lag = await _lag(connection, topic, existing.partitions, offsets)
+    except LagUnavailable:
+        raise
+    except Exception as error:
+        if type(error).__module__.startswith("aiokafka") or isinstance(error, OSError):
+            raise LagUnavailable(str(error) or type(error).__name__) from error
+        raise
+    finally:
+        await admin.close()
+    return LagReading(existing.partitions, lag)

@@ -38,6 +38,13 @@ class ScorerSettings(BaseSettings):
     batch_max_size: int = Field(default=500, ge=1)
     batch_max_wait_ms: int = Field(default=50, ge=1)
     metrics_port: int = Field(default=9000, ge=0, le=65535)
+    control_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of PUT /routing alone (the operator sets it and opens it only to "
+        "itself); unset: PUT /routing is on the metrics port.",
+    )
     flag_threshold: float | None = Field(
         default=None, ge=0, le=1, description="Overrides the model card's FLAG threshold."
     )

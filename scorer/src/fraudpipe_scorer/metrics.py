@@ -1,9 +1,10 @@
 """Prometheus metrics, prefix fraudpipe_scorer_: the scheme of docs/metrics.md (base units,
 counters exported with `_total`, bounded labels). Each is described there.
 
-Labels are bounded by construction: verdict (3), track (3), model digest (at most two models
-loaded), DLQ code (the decoder's handful of codes), stage (fixed names), partition (the topic's
-partition count). No transaction, user, card or merchant ever becomes a label.
+Labels are bounded by construction: verdict (3), track (3, or stable/candidate for a model's
+own inference), model digest (at most two models loaded), DLQ code (the decoder's handful of
+codes), stage (fixed names), partition (the topic's partition count). No transaction, user,
+card or merchant ever becomes a label.
 
 The latency buckets are placed around the 50 ms p99 target: 0.05 is a bucket boundary, so the
 share of transactions slower than the target is exact (the SLO alert reads it) rather than
@@ -63,6 +64,23 @@ class ScorerMetrics:
             "Model scores, by model digest and track (for drift and canary analysis).",
             ["model_digest", "track"],
             buckets=(0.001, 0.003, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0),
+            registry=r,
+        )
+        # Canary analysis (DESIGN.md §7, docs/canary.md): each model's own inference time per
+        # batch and its failures, by role (stable, candidate) and digest.
+        self.inference = Histogram(
+            "fraudpipe_scorer_model_inference_seconds",
+            "Seconds one model took to score one micro-batch, by track (stable, candidate) "
+            "and model digest.",
+            ["track", "model_digest"],
+            buckets=_STAGE_BUCKETS,
+            registry=r,
+        )
+        self.model_errors = Counter(
+            "fraudpipe_scorer_model_errors",
+            "Transactions a model failed to score, by track (stable, candidate) and model "
+            "digest; a candidate's failures fall back to the stable model.",
+            ["track", "model_digest"],
             registry=r,
         )
         self.dlq = Counter(

@@ -9,10 +9,12 @@ while the event loop moves the neighbouring batches along.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from math import isfinite
 from typing import NamedTuple
 
 import numpy as np
@@ -60,6 +62,20 @@ class BatchResult:
     # The transaction's country of each acting FLAG/BLOCK, by tx_id (stored with the alert).
     alert_countries: dict[str, str] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    tally: Tally = field(default_factory=lambda: Tally())
+
+
+@dataclass
+class Tally:
+    """What a batch's decisions add to the metrics once committed, counted while they are
+    built (not by walking the decisions again)."""
+
+    # (decision, model digest, track) -> how many
+    verdicts: collections.Counter[tuple[str, str, str]] = field(default_factory=collections.Counter)
+    # (model digest, track) -> the scores
+    scores: dict[tuple[str, str], Matrix] = field(default_factory=dict)
+    # Each acting decision's event time (seconds): end-to-end latency at commit.
+    event_seconds: Matrix = field(default_factory=lambda: np.empty(0))
 
 
 @dataclass
@@ -81,6 +97,10 @@ class Scores:
     # The candidate's score of row i, for the rows it scored: the users it acts for, or every
     # row in shadow mode.
     candidate: dict[int, float]
+    # Each model's inference seconds and failed rows, by (track, digest), for the canary
+    # analysis; a candidate that fails leaves its rows to the stable model.
+    seconds: dict[tuple[str, str], float] = field(default_factory=dict)
+    errors: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class BatchScorer:
@@ -156,6 +176,8 @@ class BatchScorer:
             return Scores(routing, [], {})
         inputs = matrix.astype(np.float32)
         stable = self.stable.score(inputs).tolist()
+        seconds = {("stable", self.stable.digest): time.perf_counter() - clock}
+        errors: dict[tuple[str, str], int] = {}
         candidate: dict[int, float] = {}
         if self.candidate is not None and (routing.shadow or routing.weight > 0):
             rows = [
@@ -164,10 +186,20 @@ class BatchScorer:
                 if routing.shadow or routing.to_candidate(tx.user_id)
             ]
             if rows:
-                scored = self.candidate.score(inputs[rows]).tolist()
-                candidate = dict(zip(rows, scored, strict=True))
+                key = ("candidate", self.candidate.digest)
+                started = time.perf_counter()
+                try:
+                    scored = self.candidate.score(inputs[rows]).tolist()
+                    # A row the candidate cannot score (NaN, inf) is its error, decided by
+                    # the stable model like every row of a candidate that fails outright.
+                    candidate = {r: v for r, v in zip(rows, scored, strict=True) if isfinite(v)}
+                    if len(candidate) < len(rows):
+                        errors[key] = len(rows) - len(candidate)
+                except Exception:  # a failing candidate is the analysis' finding, not an outage
+                    errors[key] = len(rows)
+                seconds[key] = time.perf_counter() - started
         _lap(batch.result, "inference", clock)
-        return Scores(routing, stable, candidate)
+        return Scores(routing, stable, candidate, seconds, errors)
 
     def finish(self, batch: DecodedBatch, matrix: Matrix, scores: Scores) -> BatchResult:
         """Rules and decisions: computation only. The rules run per row only where one of
@@ -188,9 +220,16 @@ class BatchScorer:
             acting[rows] = np.fromiter(scores.candidate.values(), dtype=np.float64)
             floor[rows] = min(candidate.thresholds.flag, candidate.thresholds.block)
         suspicious = may_fire(matrix, acting, floor, self.rules).tolist()
-        clipped = np.clip(acting, 0.0, 1.0).tolist()
+        # A score the stable model could not give (NaN, inf) is FLAGged by `decide` and
+        # recorded as 1.0: the decision's score stays in [0, 1].
+        clipped_scores = np.clip(np.nan_to_num(acting, nan=1.0, posinf=1.0, neginf=1.0), 0.0, 1.0)
+        clipped = clipped_scores.tolist()
         names = FEATURE_NAMES
         decisions, shadows = result.decisions, result.shadow
+        # Every acting decision is APPROVE unless counted here; APPROVE counts are the rest.
+        verdicts = result.tally.verdicts
+        stable_track, canary_track = Track.STABLE.value, Track.CANARY.value
+        shadow_scores: list[float] = []
         for i, ((record, tx), row) in enumerate(zip(batch.good, matrix.tolist(), strict=True)):
             features = dict(zip(names, row, strict=True))
             event_ts = dt.datetime.fromtimestamp(tx.ts, dt.UTC)
@@ -204,6 +243,8 @@ class BatchScorer:
                 )
                 if verdict is not Verdict.APPROVE:
                     result.alert_countries[tx.tx_id] = tx.country
+                    track = canary_track if on_canary else stable_track
+                    verdicts[(verdict.value, model.digest, track)] += 1
             else:
                 verdict, reasons = Verdict.APPROVE, []
             decisions.append(
@@ -228,6 +269,8 @@ class BatchScorer:
                 verdict, reasons = decide(
                     tx.amount, row, candidate_score, candidate.thresholds, self.rules
                 )
+                verdicts[(verdict.value, candidate.digest, Track.SHADOW.value)] += 1
+                shadow_scores.append(min(max(candidate_score, 0.0), 1.0))
                 shadows.append(
                     (
                         record,
@@ -245,8 +288,40 @@ class BatchScorer:
                         ),
                     )
                 )
+        self._tally(result.tally, batch, scores, clipped_scores, shadow_scores)
         _lap(result, "rules", clock)
         return result
+
+    def _tally(
+        self,
+        tally: Tally,
+        batch: DecodedBatch,
+        scores: Scores,
+        clipped: Matrix,
+        shadow_scores: list[float],
+    ) -> None:
+        """Scores by model and track, and the APPROVE counts the per-row loop left out."""
+        on_canary = np.zeros(len(clipped), dtype=bool)
+        if scores.candidate and not scores.routing.shadow:
+            on_canary[np.fromiter(scores.candidate.keys(), dtype=np.intp)] = True
+        groups = [((self.stable.digest, Track.STABLE.value), clipped[~on_canary])]
+        if self.candidate is not None:
+            groups.append(((self.candidate.digest, Track.CANARY.value), clipped[on_canary]))
+            if shadow_scores:
+                groups.append(
+                    ((self.candidate.digest, Track.SHADOW.value), np.asarray(shadow_scores))
+                )
+        for (digest, track), values in groups:
+            if len(values):
+                tally.scores[(digest, track)] = values
+                if track != Track.SHADOW.value:
+                    others = sum(
+                        n for (_, d, t), n in tally.verdicts.items() if d == digest and t == track
+                    )
+                    tally.verdicts[(Verdict.APPROVE.value, digest, track)] = len(values) - others
+        tally.event_seconds = np.fromiter(
+            (tx.ts for _, tx in batch.good), dtype=np.float64, count=len(batch.good)
+        )
 
 
 def _lap(result: BatchResult, stage: str, since: float) -> float:

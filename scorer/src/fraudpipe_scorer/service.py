@@ -3,8 +3,9 @@
 Order per batch (DESIGN.md §5): features and scores (Redis), then the decision cache (Redis)
 and the alerts (Postgres) together, then a Kafka transaction with its decisions, its DLQ
 records and its next offsets. Batches overlap without reordering: batch k+1's feature call runs
-in Redis while batch k is decided and saved, and a committer task commits the saved batches,
-all those waiting in one transaction, in order, while the next ones are scored. Redis and
+in Redis while batch k is decided, batch k is saved while k+1 is decided, and a committer task
+commits the saved batches, all those waiting in one transaction, in order, while the next ones
+are scored. Redis and
 Postgres steps are retried with backoff while their dependency is down and nothing new is
 fetched meanwhile (the consumer is in effect paused). Offsets move only inside the Kafka
 transactions, so no unsaved work is ever committed; a transaction that fails drops every
@@ -23,10 +24,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
+import gc
 import logging
 import os
 import socket
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -43,7 +47,7 @@ from fraudpipe_common.features import OnlineFeatureStore
 from fraudpipe_common.kafka import KafkaSettings, TopicSettings
 from fraudpipe_common.rules import RuleSettings
 from fraudpipe_scorer.config import ScorerSettings
-from fraudpipe_scorer.http import build_app, serve
+from fraudpipe_scorer.http import serve_http
 from fraudpipe_scorer.metrics import ScorerMetrics, observe_many
 from fraudpipe_scorer.routing import Router
 from fraudpipe_scorer.scoring import BatchResult, BatchScorer, DecodedBatch, Matrix, Record
@@ -59,6 +63,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BACKOFF_S = 5.0
+ATTEMPT_TIMEOUT_S = 10.0  # one try of a Redis or Postgres step (each has its own 5 s timeouts)
 MAX_QUEUED_BATCHES = 4  # prepared batches waiting for the committer before scoring waits too
 
 
@@ -88,6 +93,9 @@ class Scorer:
         # The committer: commits the prepared batches, all those waiting in one transaction.
         self._in_flight: asyncio.Task[None] | None = None
         self._to_commit: list[_Prepared] = []
+        self._saving: set[asyncio.Task[None]] = set()  # batches' cache and alert writes
+        self._queue_changed = asyncio.Event()  # a batch queued for the committer, or taken
+        self._turn = 0  # which producer's turn it is to prepare a transaction
         self._pending: _Pending | None = None
         self._parts: _Parts | None = None
         self._fatal: BaseException | None = None
@@ -132,7 +140,7 @@ class Scorer:
     async def run(self) -> None:
         s = self.settings
         m = self.metrics
-        runner = await serve(build_app(m, self.router, self.readiness), s.metrics_port)
+        runner = await serve_http(m, self.router, self.readiness, s.metrics_port, s.control_port)
         try:
             stable = await inference.load(
                 s.model_ref,
@@ -174,20 +182,28 @@ class Scorer:
             )
             cache = DecisionCache(self._redis, s.redis_key_prefix, s.decision_cache_ttl_s)
             alerts = AlertStore(self._pool)
-            txns = DecisionTransactions(
-                self.kafka,
-                s.transactional_id or _process_transactional_id(s.consumer_group),
-                self.topics.decisions_topic,
-                self.topics.dlq_topic,
-                on_retry=self.metrics.sink_errors.labels("kafka").inc,
+            # Two producers take turns, so that one transaction is prepared while the
+            # previous one commits (decision 78).
+            base_id = s.transactional_id or _process_transactional_id(s.consumer_group)
+            txns = tuple(
+                DecisionTransactions(
+                    self.kafka,
+                    f"{base_id}.{n}",
+                    self.topics.decisions_topic,
+                    self.topics.dlq_topic,
+                    on_retry=self.metrics.sink_errors.labels("kafka").inc,
+                )
+                for n in range(2)
             )
-            # Before joining the group: a previous run's open transaction under this id is
+            # Before joining the group: a previous run's open transactions under these ids are
             # aborted now, so this run's offset fetch does not wait for the broker's timeout.
             try:
-                await self._retry("kafka", lambda: asyncio.to_thread(txns.open))
+                for producer in txns:
+                    await self._retry("kafka", functools.partial(asyncio.to_thread, producer.open))
             except BatchAbandonedError as exc:
                 log.warning("stopped before Kafka could be reached: %s", exc)
                 return
+            _tune_collector()
             consumer = Consumer(self._consumer_config())
             self._parts = _Parts(scorer, cache, alerts, txns, consumer)
             self._event_loop = asyncio.get_running_loop()
@@ -218,7 +234,8 @@ class Scorer:
                         self._drop_pending()
                 # Leaves the group at once (its revoke callback finds nothing in flight).
                 await asyncio.to_thread(consumer.close)
-                await asyncio.to_thread(txns.close)
+                for producer in txns:
+                    await asyncio.to_thread(producer.close)
         finally:
             if self._redis is not None:
                 await self._redis.aclose()
@@ -254,6 +271,11 @@ class Scorer:
             "queued.max.messages.kbytes": 8_192,
             "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 2_000,
+            # A rebalance waits for every member to call consume again, and this scorer does
+            # not while Redis, PostgreSQL or the broker is down and its queue is full: past
+            # 30 s it leaves the group (its uncommitted batches go to the next owner) rather
+            # than hold everyone for librdkafka's default 5 minutes.
+            "max.poll.interval.ms": 30_000,
             "partition.assignment.strategy": "range",
             # Lag per partition comes from librdkafka's statistics (served in `consume`).
             "statistics.interval.ms": 1_000,
@@ -312,6 +334,7 @@ class Scorer:
         first of them, wait before trying again (call under the lock)."""
         self.metrics.sink_errors.labels("kafka").inc()
         self._drop_pending()
+        self._drop_unsaved()
         self._in_flight = None
         self._to_commit = []
         self._seek_to_first(consumer, [r for batch in self._uncommitted for r in batch.records])
@@ -336,6 +359,12 @@ class Scorer:
             if (topic, partition) in self._owned:
                 consumer.seek(TopicPartition(topic, partition, offset))
                 log.info("rewound %s[%d] to %d", topic, partition, offset)
+
+    def _drop_unsaved(self) -> None:
+        """Stop the cache and alert writes still running: their batches will not commit (the
+        committer drops a batch whose writes were stopped, and every one after it)."""
+        for task in self._saving:
+            task.cancel()
 
     def _drop_pending(self) -> None:
         if self._pending is not None:
@@ -385,6 +414,7 @@ class Scorer:
             try:
                 if lost:
                     self._drop_pending()
+                    self._drop_unsaved()
                     self._to_commit = []  # the committer stops after its transaction
                     task, self._in_flight = self._in_flight, None
                     if task is not None:
@@ -393,11 +423,12 @@ class Scorer:
                         with contextlib.suppress(TransactionFailedError):
                             await task
                 else:
-                    # What is saved commits; the batch still being scored is left to whoever
-                    # owns its partitions next (its offsets never moved): finishing it here
-                    # could hold the group's rebalance for as long as Redis or PostgreSQL
-                    # is down.
+                    # What is saved commits; the batches still being scored or saved are left
+                    # to whoever owns their partitions next (their offsets never moved):
+                    # finishing them here could hold the group's rebalance for as long as
+                    # Redis or PostgreSQL is down.
                     self._drop_pending()
+                    self._drop_unsaved()
                     await self._settle()
             except (BatchAbandonedError, TransactionFailedError) as exc:
                 log.warning("partitions revoked with work uncommitted: %s", exc)
@@ -472,22 +503,21 @@ class Scorer:
         result = scorer.finish(batch, matrix, scores)
         for stage, seconds in result.stage_seconds.items():
             m.stage.labels(stage).observe(seconds)
+        for model, seconds in scores.seconds.items():
+            m.inference.labels(*model).observe(seconds)
+        for model, failed in scores.errors.items():
+            m.model_errors.labels(*model).inc(failed)
 
         started = time.perf_counter()
         acting = [(record, d, d.to_json()) for record, d in result.decisions]
         shadow = [(record, d, d.to_json()) for record, d in result.shadow]
         m.stage.labels("encode").observe(time.perf_counter() - started)
 
-        started = time.perf_counter()
-        cache, alerts = parts.cache, parts.alerts
-        await asyncio.gather(
-            self._retry("redis", lambda: cache.write([(d, p) for _, d, p in acting])),
-            self._retry(
-                "postgres",
-                lambda: alerts.write([d for _, d, _ in acting], result.alert_countries),
-            ),
-        )
-        m.stage.labels("cache_and_alerts").observe(time.perf_counter() - started)
+        # Saved while the next batches are scored: the committer waits for it before the
+        # batch's transaction, so no offset passes unsaved work.
+        saved = asyncio.create_task(self._save(acting, result.alert_countries))
+        self._saving.add(saved)
+        saved.add_done_callback(self._saving.discard)
 
         next_offsets: dict[tuple[str, int], int] = {}
         for record in batch.records:
@@ -499,45 +529,126 @@ class Scorer:
             shadow,
             [(d.tx_id.encode(), payload) for _, d, payload in (*acting, *shadow)],
             [TopicPartition(topic, partition, o) for (topic, partition), o in next_offsets.items()],
+            saved,
         )
         # A failed transaction surfaces here, before more work is queued behind it; and at most
         # a few batches wait (each transaction takes all of them), or the committer would fall
         # ever further behind in a drain.
-        if self._in_flight is not None and (
-            self._in_flight.done() or len(self._to_commit) >= MAX_QUEUED_BATCHES
-        ):
-            await self._settle()
+        while self._in_flight is not None:
+            if self._in_flight.done():
+                await self._settle()
+            elif len(self._to_commit) >= MAX_QUEUED_BATCHES:
+                self._queue_changed.clear()
+                changed = asyncio.ensure_future(self._queue_changed.wait())
+                await asyncio.wait((self._in_flight, changed), return_when=FIRST_COMPLETED)
+                changed.cancel()
+            else:
+                break
         self._to_commit.append(prepared)
+        self._queue_changed.set()
         if self._in_flight is None:
             self._in_flight = asyncio.create_task(self._committer(parts.txns))
 
-    async def _committer(self, txns: DecisionTransactions) -> None:
+    async def _committer(self, producers: Sequence[DecisionTransactions]) -> None:
         """Commit what is prepared, in order, all of it in one transaction, until none waits:
-        the loop never waits for a commit while it can score, and at low rates a batch's
-        transaction starts as soon as the previous one ends."""
-        while self._to_commit:
-            group, self._to_commit = self._to_commit, []
-            await self._commit(group, txns)
+        the loop never waits for a commit while it can score.
 
-    async def _commit(self, group: list[_Prepared], txns: DecisionTransactions) -> None:
-        """One Kafka transaction for the batches of `group`: decisions, DLQ records, the next
-        offset of every partition they read."""
-        m = self.metrics
+        Two producers take turns. Group k+1's transaction is prepared (records and offsets sent
+        and acknowledged) on one while group k's commits on the other, and commits only once
+        k's has; if k's fails, k+1's is aborted. The broker completes a transaction (writes its
+        markers) after its commit returns, and a producer's next transaction waits for that:
+        the other producer's does not. Offsets stay exact: of two committed offsets for a
+        partition, the group coordinator keeps the one written last, k+1's (decision 78)."""
+        committing: asyncio.Task[None] | None = None  # the previous group's commit
+        try:
+            while self._to_commit or committing is not None:
+                if not self._to_commit:
+                    assert committing is not None
+                    # Nothing to prepare: wait for the commit, or for a batch meanwhile.
+                    self._queue_changed.clear()
+                    queued = asyncio.ensure_future(self._queue_changed.wait())
+                    await asyncio.wait((committing, queued), return_when=FIRST_COMPLETED)
+                    queued.cancel()
+                    if committing.done():
+                        task, committing = committing, None
+                        await task  # raises its failure
+                    continue
+                group, self._to_commit = self._to_commit, []
+                self._queue_changed.set()
+                txns = producers[self._turn]
+                self._turn = (self._turn + 1) % len(producers)
+                started = time.perf_counter()
+                try:
+                    await self._prepare(group, txns)
+                except BaseException:
+                    if committing is not None:
+                        task, committing = committing, None
+                        await _outcome(task)  # known before anything is rewound
+                    raise
+                if committing is not None:
+                    task, committing = committing, None
+                    try:
+                        await task
+                    except BaseException:
+                        await asyncio.to_thread(txns.abort)
+                        raise
+                committing = asyncio.create_task(self._finish(group, txns, started))
+        finally:
+            if committing is not None:
+                await _outcome(committing)
+
+    async def _save(
+        self, acting: list[tuple[Record, DecisionRecord, bytes]], countries: dict[str, str]
+    ) -> None:
+        """The batch's decision cache (Redis) and alerts (Postgres), retried while down."""
+        parts = self._parts
+        assert parts is not None
+        cache, alerts = parts.cache, parts.alerts
         started = time.perf_counter()
+        # A task group: if one write gives up (stopping), the other is not left running.
+        try:
+            async with asyncio.TaskGroup() as writes:
+                writes.create_task(
+                    self._retry("redis", lambda: cache.write([(d, p) for _, d, p in acting]))
+                )
+                writes.create_task(
+                    self._retry(
+                        "postgres", lambda: alerts.write([d for _, d, _ in acting], countries)
+                    )
+                )
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # e.g. BatchAbandonedError, as it was raised
+        self.metrics.stage.labels("cache_and_alerts").observe(time.perf_counter() - started)
+
+    async def _prepare(self, group: list[_Prepared], txns: DecisionTransactions) -> None:
+        """Begin the transaction of the batches of `group` once they are saved: their
+        decisions, DLQ records and the next offset of every partition they read."""
+        try:
+            for prepared in group:
+                await prepared.saved
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise  # the committer itself is cancelled
+            raise TransactionFailedError("a batch was dropped before it was saved") from None
         offsets: dict[tuple[str, int], int] = {}
         for prepared in group:
             for tp in prepared.offsets:
                 offsets[(tp.topic, tp.partition)] = tp.offset  # later batches read further
         await asyncio.to_thread(
-            txns.commit,
+            txns.prepare,
             [d for prepared in group for d in prepared.decisions],
             [r for prepared in group for r in prepared.result.rejections],
             [TopicPartition(topic, partition, o) for (topic, partition), o in offsets.items()],
             self._group_metadata,
         )
+
+    async def _finish(
+        self, group: list[_Prepared], txns: DecisionTransactions, started: float
+    ) -> None:
+        await asyncio.to_thread(txns.finish)
         for prepared in group:
             self._committed(prepared)
-        m.stage.labels("kafka_commit").observe(time.perf_counter() - started)
+        self.metrics.stage.labels("kafka_commit").observe(time.perf_counter() - started)
 
     def _committed(self, prepared: _Prepared) -> None:
         m = self.metrics
@@ -545,27 +656,28 @@ class Scorer:
             self._uncommitted.popleft()
         self._kafka_failures = 0
         now = time.time()
-        # Counted per label set first: a labelled child is looked up once per batch, and each
-        # histogram takes the batch's values in one step.
-        verdicts: collections.Counter[tuple[str, str, str]] = collections.Counter()
-        scores: dict[tuple[str, str], list[float]] = {}
-        event_ts = np.fromiter((d.event_ts.timestamp() for _, d, _ in prepared.acting), float)
-        observe_many(m.end_to_end, np.maximum(now - event_ts, 0.0))
-        for _, d, _ in (*prepared.acting, *prepared.shadow):
-            verdicts[(d.decision.value, d.model_digest, d.track.value)] += 1
-            scores.setdefault((d.model_digest, d.track.value), []).append(d.score)
-        for verdict_labels, count in verdicts.items():
-            m.decisions.labels(*verdict_labels).inc(count)
-        for score_labels, values in scores.items():
-            observe_many(m.scores.labels(*score_labels), np.asarray(values, dtype=np.float64))
+        # Counted per label set while the decisions were built: a labelled child is looked up
+        # once per batch, and each histogram takes the batch's values in one step.
+        tally = prepared.result.tally
+        observe_many(m.end_to_end, np.maximum(now - tally.event_seconds, 0.0))
+        for verdict_labels, count in tally.verdicts.items():
+            if count:
+                m.decisions.labels(*verdict_labels).inc(count)
+        for score_labels, values in tally.scores.items():
+            observe_many(m.scores.labels(*score_labels), values)
         for _, rejection in prepared.result.rejections:
             m.dlq.labels(rejection.code).inc()
 
     async def _retry(self, dependency: str, action: Callable[[], Awaitable[T]]) -> T:
         delay = 0.1
         while True:
+            # No attempt outlives the shutdown grace: one stuck on a dead connection would
+            # hold the exit past it.
+            limit = ATTEMPT_TIMEOUT_S
+            if self._give_up_at is not None:
+                limit = min(limit, max(self._give_up_at - time.monotonic(), 0.05))
             try:
-                return await action()
+                return await asyncio.wait_for(action(), timeout=limit)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -593,7 +705,7 @@ class _Parts:
     scorer: BatchScorer
     cache: DecisionCache
     alerts: AlertStore
-    txns: DecisionTransactions
+    txns: tuple[DecisionTransactions, ...]
     consumer: Consumer
 
 
@@ -612,6 +724,7 @@ class _Prepared:
     shadow: list[tuple[Record, DecisionRecord, bytes]]
     decisions: list[tuple[bytes, bytes]]  # (key, value) for decisions.v1
     offsets: list[TopicPartition]  # the next offset of each partition in the batch
+    saved: asyncio.Task[None]  # its decision cache and alerts written
 
 
 def _names(partitions: Sequence[TopicPartition]) -> str:
@@ -631,6 +744,28 @@ async def _create_pool(url: str, scorer: Scorer) -> asyncpg.Pool:
         # hanging it until TCP gives up.
         lambda: asyncpg.create_pool(url, min_size=1, max_size=2, timeout=5, command_timeout=5),
     )
+
+
+def _tune_collector() -> None:
+    """Keep the cycle collector off the hot path (decision 79). What exists now (models,
+    clients, modules) lives as long as the process: frozen, it is never scanned again. And a
+    batch allocates tens of thousands of short-lived objects that reference counting frees:
+    collecting the young generation every 20,000 net allocations instead of 700 took the
+    collector from ~14 % of the scoring CPU to ~1 %, and its pauses out of the latency."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
+
+
+async def _outcome(task: asyncio.Task[None]) -> None:
+    """Wait for a commit whose failure another one's already explains; a fenced producer
+    still stops the process."""
+    try:
+        await task
+    except ProducerFencedError:
+        raise
+    except Exception as exc:
+        log.debug("commit failed too: %s", exc)
 
 
 async def _reachable(check: Callable[[], Awaitable[None]]) -> bool:

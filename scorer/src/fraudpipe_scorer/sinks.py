@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import asyncpg
 import orjson
@@ -93,7 +93,9 @@ class AlertStore:
             )
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
-        async with self._pool.acquire() as conn:
+        # Bounded: batches are saved concurrently, and a dead pool must fail the attempt
+        # (retried) rather than queue it forever.
+        async with self._pool.acquire(timeout=5) as conn:
             await conn.execute(_INSERT_ALERTS, *columns)
 
 
@@ -139,6 +141,10 @@ class DecisionTransactions:
     open under another id (a deleted pod) is aborted by the broker after
     `transaction.timeout.ms` (decision 67).
 
+    A transaction is prepared (begun, records and offsets sent and acknowledged) and then
+    finished (committed) or aborted, in separate calls: the service prepares one producer's
+    transaction while the other producer's commits (decision 78).
+
     Every method blocks: the service calls them from a worker thread (librdkafka releases the
     GIL, and its own threads batch, compress and send).
     """
@@ -167,10 +173,10 @@ class DecisionTransactions:
                 # would put their key.
                 "partitioner": "murmur2_random",
                 "compression.type": "lz4",
-                # A batch's messages all go out when its transaction commits (commit flushes,
-                # ignoring the linger); lingering until then sends one request per partition
-                # per batch instead of several, which cost the broker ~40 % more CPU.
-                "linger.ms": 100,
+                # A transaction's records are produced in one burst: a short linger still
+                # sends them as one request per partition (several cost the broker ~40 % more
+                # CPU), and they travel while the offsets are sent.
+                "linger.ms": 5,
                 # Room for the largest message the DLQ must carry back (1 MiB value + headers).
                 "message.max.bytes": 2_097_152,
                 # The next transaction often starts before the broker wrote the last one's
@@ -184,23 +190,21 @@ class DecisionTransactions:
         self._initialised = False
         self._open = False  # a transaction begun and neither committed nor aborted
 
-    def commit(
+    def prepare(
         self,
         decisions: Sequence[tuple[bytes, bytes]],
         rejections: Sequence[tuple[Record, Rejection]],
         offsets: Sequence[TopicPartition],
         group_metadata: object,
     ) -> None:
-        """Decisions (key, value), DLQ records and the next offsets, atomically, or raise.
-
-        Returns only once the transaction's outcome is known: a call that timed out is
-        resumed, never abandoned (a commit given up on locally may still complete on the
-        broker, and the batch scored again would then be decided twice)."""
+        """Begin a transaction with decisions (key, value), DLQ records and the next offsets,
+        all sent and acknowledged, and leave it open: `finish` commits it, `abort` drops it.
+        On failure nothing stays open and TransactionFailedError (or ProducerFencedError)
+        says why."""
         p = self._producer
-        resumed = self._resumed
-        try:
+        with self._translated():
             if not self._initialised:
-                resumed(self.open)
+                self._resumed(self.open)
             p.begin_transaction()
             self._open = True
             try:
@@ -211,24 +215,49 @@ class DecisionTransactions:
                     self._produce(
                         self._dlq_topic, record.value or b"", record.key, [*rejection.headers()]
                     )
-            except KafkaException:  # e.g. a topic deleted under us: nothing was sent yet
-                resumed(lambda: p.abort_transaction(self._timeout_s))
-                self._open = False
-                raise
-            try:
-                resumed(
+                # The offsets go while the records travel (they leave after the linger); the
+                # flush then finds them sent, and the commit, run while the next transaction
+                # is prepared, has nothing left to send.
+                self._resumed(
                     lambda: p.send_offsets_to_transaction(
                         list(offsets), group_metadata, self._timeout_s
                     )
                 )
-                resumed(lambda: p.commit_transaction(self._timeout_s))
+                self._flushed()
+            except KafkaException as exc:
+                if exc.args[0].fatal():
+                    raise  # fenced: the producer can do nothing more, not even abort
+                self.abort()  # e.g. a topic deleted under us, a refused offset commit
+                raise
+
+    def finish(self) -> None:
+        """Commit the prepared transaction. Returns only once the outcome is known: a call
+        that timed out is resumed, never abandoned (a commit given up on locally may still
+        complete on the broker, and the batches scored again would then be decided twice)."""
+        p = self._producer
+        with self._translated():
+            try:
+                self._resumed(lambda: p.commit_transaction(self._timeout_s))
                 self._open = False
             except KafkaException as exc:
                 if not exc.args[0].txn_requires_abort():
                     raise  # neither retriable nor abortable: librdkafka says treat it as fatal
-                resumed(lambda: p.abort_transaction(self._timeout_s))
-                self._open = False
+                self.abort()
                 raise
+
+    def abort(self) -> None:
+        """Drop the open transaction (records and offsets), if any."""
+        if self._open:
+            with self._translated():
+                self._resumed(lambda: self._producer.abort_transaction(self._timeout_s))
+                self._open = False
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """librdkafka's errors as this module's: a failed transaction, or a producer that can
+        go no further."""
+        try:
+            yield
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
             if error.fatal() or self._open:
@@ -238,6 +267,11 @@ class DecisionTransactions:
             raise TransactionFailedError(
                 f"{error.name()}: {error.str()}", stale_member=error.code() in _STALE_MEMBER
             ) from exc
+
+    def _flushed(self) -> None:
+        while self._producer.flush(self._timeout_s) > 0:
+            self._on_retry()
+            log.warning("kafka: records not delivered after %.0f s; waiting on", self._timeout_s)
 
     def open(self) -> None:
         """init_transactions: takes the transactional id over, aborting what a previous run

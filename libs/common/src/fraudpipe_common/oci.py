@@ -33,6 +33,18 @@ class RegistryUnreachableError(OciError):
     """The registry could not be contacted at all (connection refused, DNS, timeout)."""
 
 
+class RegistryStatusError(OciError):
+    """The registry answered with an unexpected HTTP status (`status`): 404 means the
+    artifact is not there, 5xx and 429 a registry that may answer later."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # the distribution spec's registries' own limit
+
+
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -142,11 +154,14 @@ class OciClient:
         try:
             return await self._http.request(method, url, **kwargs)
         except httpx.TransportError as exc:
-            raise RegistryUnreachableError(
-                f"cannot reach the OCI registry at {self.registry}: {type(exc).__name__}: "
-                f"{exc or 'no detail'}. Check the address and that the registry is running "
-                "(hack/stack up starts a local one)."
-            ) from exc
+            raise self._unreachable(exc) from exc
+
+    def _unreachable(self, exc: httpx.TransportError, what: str = "") -> RegistryUnreachableError:
+        return RegistryUnreachableError(
+            f"cannot reach the OCI registry at {self.registry}{f' ({what})' if what else ''}: "
+            f"{type(exc).__name__}: {exc or 'no detail'}. Check the address and that the "
+            "registry is running (hack/stack up starts a local one)."
+        )
 
     async def __aenter__(self) -> OciClient:
         return self
@@ -214,28 +229,55 @@ class OciClient:
     async def pull_manifest(self, ref: Reference) -> tuple[dict[str, Any], str]:
         """The manifest and its digest; when pulled by digest, the bytes are verified."""
         target = ref.digest or ref.tag or "latest"
-        response = await self._send(
-            "GET", f"/{ref.repository}/manifests/{target}", headers={"Accept": OCI_MANIFEST}
-        )
-        _expect(response, 200, f"pull manifest {ref}")
-        digest = sha256_digest(response.content)
+        what = f"pull manifest {ref}"
+        try:
+            async with self._http.stream(
+                "GET", f"/{ref.repository}/manifests/{target}", headers={"Accept": OCI_MANIFEST}
+            ) as response:
+                if response.status_code != 200:
+                    start = await _read_at_most(response, 500)
+                    _expect(response, 200, what, start.decode(errors="replace"))
+                # Registries refuse manifests over 4 MiB; nothing longer is read.
+                content = await _read_at_most(response, MAX_MANIFEST_BYTES + 1)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc, what) from exc
+        if len(content) > MAX_MANIFEST_BYTES:
+            raise OciError(f"{what}: the manifest is over {MAX_MANIFEST_BYTES} bytes")
+        digest = sha256_digest(content)
         if ref.digest and digest != ref.digest:
             raise DigestMismatchError(f"manifest {ref} hashes to {digest}")
-        manifest: dict[str, Any] = orjson.loads(response.content)
+        manifest: dict[str, Any] = orjson.loads(content)
         return manifest, digest
 
     async def pull_blob(self, repository: str, desc: Descriptor) -> bytes:
-        response = await self._send(
-            "GET", f"/{repository}/blobs/{desc.digest}", follow_redirects=True
-        )
-        _expect(response, 200, f"pull blob {desc.digest} from {repository}")
-        data = response.content
-        if len(data) != desc.size or sha256_digest(data) != desc.digest:
+        """The blob's bytes, verified against its descriptor. Read as a stream and given up
+        once past the descriptor's size: a registry cannot make the client hold more than
+        the (digest-pinned) manifest promised."""
+        what = f"pull blob {desc.digest} from {repository}"
+        url = f"/{repository}/blobs/{desc.digest}"
+        hasher, chunks, size = hashlib.sha256(), [], 0
+        try:
+            async with self._http.stream("GET", url, follow_redirects=True) as response:
+                if response.status_code != 200:
+                    start = await _read_at_most(response, 500)
+                    _expect(response, 200, what, start.decode(errors="replace"))
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > desc.size:
+                        raise DigestMismatchError(
+                            f"blob {desc.digest} from {repository}: more than the {desc.size} "
+                            "bytes its descriptor names; stopped reading"
+                        )
+                    hasher.update(chunk)
+                    chunks.append(chunk)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc, what) from exc
+        digest = "sha256:" + hasher.hexdigest()
+        if size != desc.size or digest != desc.digest:
             raise DigestMismatchError(
-                f"blob {desc.digest} from {repository}: got {len(data)} bytes hashing to "
-                f"{sha256_digest(data)}"
+                f"blob {desc.digest} from {repository}: got {size} bytes hashing to {digest}"
             )
-        return data
+        return b"".join(chunks)
 
     async def pull_artifact(self, ref: Reference) -> tuple[dict[str, Any], list[bytes]]:
         """Manifest and every layer's bytes, each verified against its digest."""
@@ -247,11 +289,27 @@ class OciClient:
         return manifest, layers
 
 
-def _expect(response: httpx.Response, status: int, action: str) -> None:
+async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """The start of a streamed answer (an error's text, for its message); no more."""
+    body = b""
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) >= limit:
+            break
+    return body[:limit]
+
+
+def _expect(response: httpx.Response, status: int, action: str, text: str | None = None) -> None:
+    """Raise unless the answer has `status`; `text` stands for the body of a streamed one."""
     if response.status_code == 401:
-        raise OciError(
+        raise RegistryStatusError(
             f"{action}: the registry asks for credentials, which this client does not send yet; "
-            "use a registry that allows anonymous access from the pipeline (docs/decisions.md)"
+            "use a registry that allows anonymous access from the pipeline (docs/decisions.md)",
+            401,
         )
     if response.status_code != status:
-        raise OciError(f"{action}: registry answered {response.status_code}: {response.text[:500]}")
+        raise RegistryStatusError(
+            f"{action}: registry answered {response.status_code}: "
+            f"{response.text[:500] if text is None else text}",
+            response.status_code,
+        )

@@ -8,6 +8,7 @@ most severe one any rule asked for.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -70,7 +71,10 @@ def decide(
         if _SEVERITY[asks] > _SEVERITY[verdict]:
             verdict = asks
 
-    if score >= thresholds.block:
+    if not math.isfinite(score):
+        # A model that cannot score a row must not approve it: held for an analyst.
+        fire(Verdict.FLAG, "model_score_invalid", f"the model returned {score} for it")
+    elif score >= thresholds.block:
         fire(Verdict.BLOCK, "model_score", f"score {score:.4f} >= block {thresholds.block:.4f}")
     elif score >= thresholds.flag:
         fire(Verdict.FLAG, "model_score", f"score {score:.4f} >= flag {thresholds.flag:.4f}")
@@ -120,6 +124,7 @@ def may_fire(
     amount = features[:, _AMOUNT]
     return (
         (scores >= score_floor)
+        | ~np.isfinite(scores)
         | (amount > rules.amount_ceiling)
         | (features[:, _COUNT_1M] > rules.velocity_1m)
         | (features[:, _COUNT_1H] > rules.velocity_1h)

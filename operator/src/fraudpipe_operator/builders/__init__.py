@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fraudpipe_operator.builders import apps, monitoring, stores
+from fraudpipe_operator.builders.common import OperatorPods
 from fraudpipe_operator.models import FraudPipeline
 
 
@@ -45,7 +46,8 @@ class Plan:
         return [*self.foundation, *self.migrations, *self.workloads, *self.monitoring]
 
 
-def plan(pipeline: FraudPipeline) -> Plan:
+def plan(pipeline: FraudPipeline, operator: OperatorPods | None = None) -> Plan:
+    """`operator`: the operator's own pods, the only peers of the control ports it uses."""
     spec = pipeline.spec
     result = Plan()
     result.foundation.append(apps.build_pipeline_serviceaccount(pipeline))
@@ -54,7 +56,7 @@ def plan(pipeline: FraudPipeline) -> Plan:
             stores.build_kafka_service(pipeline),
             stores.build_kafka_statefulset(pipeline),
             stores.build_kafka_pdb(pipeline),
-            stores.build_kafka_networkpolicy(pipeline),
+            stores.build_kafka_networkpolicy(pipeline, operator),
         ]
     if spec.redis.mode == "managed":
         result.foundation += [
@@ -73,6 +75,7 @@ def plan(pipeline: FraudPipeline) -> Plan:
     result.migrations.append(apps.build_migrations_job(pipeline))
     result.workloads += [
         apps.build_scorer_service(pipeline),
+        apps.build_scorer_networkpolicy(pipeline, operator),
         apps.build_scorer_deployment(pipeline),
         apps.build_api_service(pipeline),
         apps.build_api_deployment(pipeline),

@@ -8,12 +8,15 @@ from fraudpipe_operator.builders.common import (
     API_PORT,
     CHECKSUM_ANNOTATION,
     METRICS_PORT,
+    SCORER_CONTROL_PORT,
+    OperatorPods,
     checksum,
     child_name,
     container_security,
     headless_or_cluster_service,
     labels,
     metadata,
+    network_policy,
     pod_security,
     resources,
     selector_labels,
@@ -29,6 +32,7 @@ from fraudpipe_operator.builders.connections import (
     value,
 )
 from fraudpipe_operator.builders.monitoring import rule_values
+from fraudpipe_operator.canary.machine import deployment_models
 from fraudpipe_operator.models import FraudPipeline
 from fraudpipe_operator.models.v1alpha1 import Resources
 
@@ -105,18 +109,21 @@ def app_container(
 
 
 def deployment(
-    pipeline: FraudPipeline, component: str, replicas: int, template: dict[str, Any]
+    pipeline: FraudPipeline, component: str, replicas: int | None, template: dict[str, Any]
 ) -> dict[str, Any]:
+    """`replicas` None leaves the count out of the operator's apply, to whoever scales it."""
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector_labels(pipeline, component)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}},
+        "template": template,
+    }
+    if replicas is not None:
+        spec = {"replicas": replicas, **spec}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": metadata(pipeline, child_name(pipeline, component), component),
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": selector_labels(pipeline, component)},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}},
-            "template": template,
-        },
+        "spec": spec,
     }
 
 
@@ -154,14 +161,19 @@ def build_migrations_job(pipeline: FraudPipeline) -> dict[str, Any]:
 def build_scorer_deployment(pipeline: FraudPipeline) -> dict[str, Any]:
     scorer = pipeline.spec.scorer
     thresholds = scorer.rules.thresholds
+    stable, candidate = deployment_models(pipeline.spec.model, pipeline.status)
     env = [
         *kafka_env(pipeline),
         *redis_env(pipeline),
         *postgres_env(pipeline),
         *common_env(pipeline),
         value("METRICS_PORT", METRICS_PORT),
+        value("CONTROL_PORT", SCORER_CONTROL_PORT),
         value("CONSUMER_GROUP", scorer.consumer_group),
-        value("MODEL_REF", pipeline.spec.model.ref),
+        value("MODEL_REF", stable),
+        # Only a validated candidate; its weight is pushed to each pod at run time, never
+        # set here (an env change would roll the pods), so a pod starts with weight 0.
+        *([value("CANARY_MODEL_REF", candidate)] if candidate else []),
         *([value("REGISTRY_PLAIN_HTTP", "true")] if pipeline.spec.model.plain_http else []),
         value("BATCH_MAX_SIZE", scorer.batch.max_size),
         value("BATCH_MAX_WAIT_MS", scorer.batch.max_wait_ms),
@@ -183,11 +195,27 @@ def build_scorer_deployment(pipeline: FraudPipeline) -> dict[str, Any]:
         env,
         scorer.resources,
         [tmp_mount, *ca_mounts],
-        {"metrics": METRICS_PORT},
+        {"metrics": METRICS_PORT, "control": SCORER_CONTROL_PORT},
     )
-    config = [scorer.model_dump(mode="json"), pipeline.spec.model.model_dump(mode="json")]
+    # The replica count is not the pods' configuration: scaling must not roll them.
+    pod_config = scorer.model_dump(mode="json", exclude={"replicas", "autoscaling"})
+    # The canary's settings are not either: the models it loads are in the env already.
+    config = [pod_config, pipeline.spec.model.model_dump(mode="json", exclude={"canary"})]
     template = pod_template(pipeline, "scorer", container, [tmp, *ca_volumes], config)
-    return deployment(pipeline, "scorer", scorer.replicas, template)
+    # While autoscaling, the autoscaler (builtin or KEDA's HPA) owns the count.
+    replicas = None if scorer.autoscaling.enabled else scorer.replicas
+    return deployment(pipeline, "scorer", replicas, template)
+
+
+def build_scorer_networkpolicy(
+    pipeline: FraudPipeline, operator: OperatorPods | None = None
+) -> dict[str, Any]:
+    """The routing control (canary weights, unauthenticated) from the operator's own pods
+    alone, in its own namespace; the metrics port stays open to any Prometheus. Nothing else
+    listens on a scorer."""
+    policy = network_policy(pipeline, "scorer", [SCORER_CONTROL_PORT], [], [METRICS_PORT])
+    policy["spec"]["ingress"][0]["from"] = [(operator or OperatorPods()).peer()]
+    return policy
 
 
 def build_scorer_service(pipeline: FraudPipeline) -> dict[str, Any]:

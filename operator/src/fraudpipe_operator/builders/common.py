@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from fraudpipe_operator.models import API_VERSION, KIND, FraudPipeline
@@ -14,13 +15,38 @@ PIPELINE_LABEL = "fraudpipe.io/pipeline"
 COMPONENT_LABEL = "fraudpipe.io/component"
 CHECKSUM_ANNOTATION = "fraudpipe.io/config-checksum"
 # Pods of the operator itself (the chart sets these labels): they may reach the managed broker
-# to create and grow topics through the Kafka admin API.
+# to create and grow topics through the Kafka admin API, and the scorers' routing control.
 OPERATOR_POD_LABELS = {
     "app.kubernetes.io/name": "fraudpipe",
     "app.kubernetes.io/component": "operator",
 }
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every namespace
+
+
+@dataclass(frozen=True)
+class OperatorPods:
+    """The operator's own pods as the chart runs them: their namespace (downward API) and
+    Helm release. A NetworkPolicy admits exactly these; unknown (an operator run outside the
+    cluster, which reaches no pod through a NetworkPolicy anyway), pods with the chart's labels
+    in any namespace."""
+
+    namespace: str | None = None
+    instance: str | None = None
+
+    def peer(self) -> dict[str, Any]:
+        labels = dict(OPERATOR_POD_LABELS)
+        if self.instance:
+            labels[INSTANCE_LABEL] = self.instance
+        namespaces = (
+            {"matchLabels": {NAMESPACE_NAME_LABEL: self.namespace}} if self.namespace else {}
+        )
+        return {"namespaceSelector": namespaces, "podSelector": {"matchLabels": labels}}
+
 
 METRICS_PORT = 9000
+# The scorer's PUT /routing (canary weights), open to the operator's pods only.
+SCORER_CONTROL_PORT = 9001
 API_PORT = 8000
 KAFKA_PORT = 9092
 KAFKA_RPC_PORT = 33145

@@ -14,9 +14,9 @@ from fraudpipe_operator.builders.common import (
     KAFKA_CONTROLLER_PORT,
     KAFKA_PORT,
     KAFKA_RPC_PORT,
-    OPERATOR_POD_LABELS,
     POSTGRES_PORT,
     REDIS_PORT,
+    OperatorPods,
     checksum,
     child_name,
     container_security,
@@ -242,16 +242,28 @@ def build_kafka_pdb(pipeline: FraudPipeline) -> dict[str, Any]:
     return pdb(pipeline, "kafka", pipeline.spec.kafka.managed.replicas)
 
 
-def build_kafka_networkpolicy(pipeline: FraudPipeline) -> dict[str, Any]:
-    operator = {
-        "namespaceSelector": {},
-        "podSelector": {"matchLabels": dict(OPERATOR_POD_LABELS)},
-    }
+KEDA_OPERATOR_LABELS = {"app": "keda-operator"}
+
+
+def build_kafka_networkpolicy(
+    pipeline: FraudPipeline, operator_pods: OperatorPods | None = None
+) -> dict[str, Any]:
+    operator = (operator_pods or OperatorPods()).peer()
     if pipeline.spec.kafka.managed.flavor == "kafka":
-        return network_policy(pipeline, "kafka", [KAFKA_PORT, KAFKA_CONTROLLER_PORT], [operator])
-    return network_policy(
-        pipeline, "kafka", [KAFKA_PORT, KAFKA_RPC_PORT], [operator], [KAFKA_ADMIN_PORT]
-    )
+        policy = network_policy(pipeline, "kafka", [KAFKA_PORT, KAFKA_CONTROLLER_PORT], [operator])
+    else:
+        policy = network_policy(
+            pipeline, "kafka", [KAFKA_PORT, KAFKA_RPC_PORT], [operator], [KAFKA_ADMIN_PORT]
+        )
+    autoscaling = pipeline.spec.scorer.autoscaling
+    if autoscaling.enabled and autoscaling.engine == "keda":
+        # KEDA's operator reads the group's lag itself (its pods carry app=keda-operator in
+        # KEDA's manifests and Helm chart, in whatever namespace KEDA runs): the Kafka port only.
+        keda = {"namespaceSelector": {}, "podSelector": {"matchLabels": KEDA_OPERATOR_LABELS}}
+        policy["spec"]["ingress"].append(
+            {"from": [keda], "ports": [{"protocol": "TCP", "port": KAFKA_PORT}]}
+        )
+    return policy
 
 
 # -- Redis ------------------------------------------------------------------------------------
@@ -267,6 +279,10 @@ def build_redis_statefulset(pipeline: FraudPipeline) -> dict[str, Any]:
             "--dir",
             "/data",
             "--appendonly",
+            "yes",
+            # The scorer's replay records are one hash per minute (hundreds of thousands of
+            # fields at full rate): freed in the background when they expire, not in a pause.
+            "--lazyfree-lazy-expire",
             "yes",
             "--protected-mode",
             "no",

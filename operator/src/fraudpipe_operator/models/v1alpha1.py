@@ -361,6 +361,44 @@ class Rules(Model):
     thresholds: Thresholds = section(Thresholds, "Score thresholds of the decisions.")
 
 
+class ScaleWindow(Model):
+    stabilization_window_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=3600,
+        description="How long a recommendation must hold before the scorer is scaled this way.",
+    )
+
+
+class ScaleUp(ScaleWindow):
+    """Up fast: a backlog only grows while it waits."""
+
+
+class ScaleDown(ScaleWindow):
+    stabilization_window_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=3600,
+        description=(
+            "Scale down only to the highest recommendation of this many past seconds (as the "
+            "HorizontalPodAutoscaler does): each scale-down rebalances the consumer group."
+        ),
+    )
+
+
+class KedaOptions(Model):
+    activation_lag_threshold: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Lag above which KEDA activates the scorer from zero replicas (minReplicas 0 only)."
+        ),
+    )
+    polling_interval_seconds: int = Field(
+        default=15, ge=1, le=3600, description="How often KEDA reads the lag."
+    )
+
+
 class Autoscaling(Model):
     model_config = ConfigDict(
         json_schema_extra=rules(
@@ -371,15 +409,32 @@ class Autoscaling(Model):
             )
         )
     )
-    enabled: bool = Field(default=False, description="Scale the scorer on consumer lag.")
+    enabled: bool = Field(
+        default=False,
+        description="Scale the scorer on consumer lag (spec.scorer.replicas is then ignored).",
+    )
     engine: Literal["builtin", "keda"] = Field(
-        default="builtin", description="builtin (the operator) or keda (a ScaledObject)."
+        default="builtin",
+        description=(
+            "builtin: the operator reads the lag and scales the Deployment. keda: a KEDA "
+            "ScaledObject with the kafka trigger (builtin is used while KEDA is not installed)."
+        ),
     )
     min_replicas: int = Field(default=1, ge=0, le=1000, description="Fewest scorer replicas.")
-    max_replicas: int = Field(default=6, ge=1, le=1000, description="Most scorer replicas.")
+    max_replicas: int = Field(
+        default=6,
+        ge=1,
+        le=1000,
+        description="Most scorer replicas; never more than the transactions topic's partitions.",
+    )
     lag_per_replica: int = Field(
         default=1000, ge=1, description="Consumer lag one replica is expected to absorb."
     )
+    scale_up: ScaleUp = section(ScaleUp, "Scaling up: how long a higher recommendation waits.")
+    scale_down: ScaleDown = section(
+        ScaleDown, "Scaling down: how long a lower recommendation must hold."
+    )
+    keda: KedaOptions = section(KedaOptions, "Options of the keda engine.")
 
 
 class Scorer(Model):
@@ -399,20 +454,83 @@ class Scorer(Model):
     autoscaling: Autoscaling = section(Autoscaling, "Autoscaling on consumer lag.")
 
 
+class CanaryThresholds(Model):
+    max_error_rate: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Most transactions the candidate may fail to score, as a share of those "
+        "routed to it (failed ones fall back to the stable model).",
+    )
+    max_p99_latency_ms: float = Field(
+        default=20.0,
+        gt=0,
+        le=60_000,
+        description="Highest p99 of the candidate's inference time per micro-batch, in ms.",
+    )
+    max_alert_rate_ratio: float = Field(
+        default=2.0,
+        gt=0,
+        le=1000,
+        description="Highest ratio of the candidate's alert rate (FLAG and BLOCK) to the "
+        "stable model's.",
+    )
+    max_psi: float = Field(
+        default=0.2,
+        gt=0,
+        le=100,
+        description="Highest population stability index between the candidate's and the "
+        "stable model's score distributions (0.1 slight, 0.25 large drift).",
+    )
+
+
+class CanaryAnalysis(Model):
+    min_sample_size: int = Field(
+        default=200,
+        ge=1,
+        le=10_000_000,
+        description="Decisions the candidate (and the stable model) must have made in a "
+        "window before it is judged; fewer make the check inconclusive and extend the window.",
+    )
+    thresholds: CanaryThresholds = section(CanaryThresholds, "Limits of each check.")
+    prometheus_url: str | None = Field(
+        default=None,
+        max_length=512,
+        description="Prometheus scraping the scorers, read instead of the scorer pods' own "
+        "/metrics when set.",
+    )
+
+
 class Canary(Model):
     ref: str = Field(
         max_length=512,
         description="Candidate model, registry/repository@sha256:<digest>.",
         json_schema_extra={"x-kubernetes-validations": [dict(DIGEST_RULE)]},
     )
+    shadow_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=86_400,
+        description="Time the candidate scores every transaction in shadow (not acted on) "
+        "before its first step; 0 skips the shadow phase.",
+    )
     steps: list[int] = Field(
         default_factory=lambda: [5, 25, 50, 100],
+        min_length=1,
         max_length=20,
-        description="Traffic weights (percent) of the candidate, step by step.",
+        description="Traffic weights (percent) of the candidate, step by step; the candidate "
+        "is promoted once the last step passes its analysis.",
         json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": 100}},
     )
     interval_seconds: int = Field(
         default=300, ge=10, le=86_400, description="Time spent on each step before analysis."
+    )
+    analysis: CanaryAnalysis = section(CanaryAnalysis, "What each step is judged on.")
+    failure_threshold: int = Field(
+        default=2,
+        ge=1,
+        le=100,
+        description="Failed checks, over the whole rollout, before the candidate is rolled back.",
     )
 
 
@@ -549,6 +667,79 @@ class Condition(Model):
     )
 
 
+class AutoscalingStatus(Model):
+    engine: Literal["builtin", "keda"] = Field(
+        default="builtin", description="The engine in force (builtin when KEDA is missing)."
+    )
+    lag: int | None = Field(
+        default=None, description="Total lag of the consumer group; absent when unreadable."
+    )
+    partitions: int | None = Field(
+        default=None, description="Partitions of the transactions topic (the replica cap)."
+    )
+    desired_replicas: int = Field(default=0, description="Replicas the lag asks for now.")
+    current_replicas: int = Field(default=0, description="Replicas of the scorer Deployment.")
+    last_scale_time: str | None = Field(
+        default=None, max_length=64, description="When the autoscaler last scaled (RFC 3339)."
+    )
+    reason: str = Field(default="", max_length=128, description="CamelCase reason.")
+    message: str = Field(default="", max_length=1024, description="Why, in words.")
+
+
+class CanaryAnalysisStatus(Model):
+    result: Literal["Passed", "Failed", "Inconclusive"] = Field(description="The verdict.")
+    at: str = Field(default="", max_length=64, description="When it ran (RFC 3339).")
+    samples: int = Field(default=0, description="Candidate decisions in the window.")
+    stable_samples: int = Field(default=0, description="Stable decisions compared against.")
+    error_rate: float | None = Field(default=None, description="Candidate's failed share.")
+    p99_latency_ms: float | None = Field(default=None, description="Candidate's p99, ms/batch.")
+    alert_rate_ratio: float | None = Field(default=None, description="Candidate/stable alerts.")
+    psi: float | None = Field(default=None, description="Score distribution drift.")
+    failed: list[str] = Field(
+        default_factory=list, max_length=8, description="Checks over their threshold."
+    )
+
+
+class CanaryStatus(Model):
+    phase: Literal[
+        "Validating",
+        "Invalid",
+        "Loading",
+        "Shadow",
+        "Progressing",
+        "Promoted",
+        "Failed",
+        "Aborting",
+    ] = Field(description="Where the rollout is (docs/canary.md).")
+    ref: str = Field(max_length=512, description="The candidate this rollout is about.")
+    candidate_digest: str = Field(default="", max_length=80, description="Its digest.")
+    stable_digest: str = Field(default="", max_length=80, description="The stable model's.")
+    weight: int = Field(default=0, description="Percent of users the candidate decides for.")
+    step: int = Field(default=0, description="Step reached (1-based; 0 before the first).")
+    checks_passed: int = Field(default=0, description="Analyses passed in this rollout.")
+    checks_failed: int = Field(default=0, description="Analyses failed in this rollout.")
+    paused: bool = Field(default=False, description="The last analysis was inconclusive.")
+    loaded_at: float = Field(
+        default=0, description="Unix time every scorer pod had loaded the candidate (0: not yet)."
+    )
+    phase_started_at: float = Field(default=0, description="Unix time the phase began.")
+    window_started_at: float = Field(default=0, description="Unix time the window began.")
+    next_check_at: float = Field(default=0, description="Unix time of the next analysis.")
+    last_analysis: CanaryAnalysisStatus | None = Field(
+        default=None, description="The latest analysis and its values."
+    )
+    message: str = Field(default="", max_length=2048, description="Human-readable details.")
+
+
+class PromotedModel(Model):
+    ref: str = Field(max_length=512, description="The candidate promoted to stable.")
+    replaces: str = Field(
+        max_length=512,
+        description="spec.model.ref when it was promoted: the promoted model stays stable "
+        "while spec.model.ref keeps this value.",
+    )
+
+
 class FraudPipelineStatus(Model):
     observed_generation: int = Field(default=0, description="Last spec generation reconciled.")
     phase: Literal["Pending", "Progressing", "Ready", "Degraded"] = Field(
@@ -569,6 +760,15 @@ class FraudPipelineStatus(Model):
         default="",
         max_length=1024,
         description="Label selector of scorer pods (scale subresource).",
+    )
+    autoscaling: AutoscalingStatus | None = Field(
+        default=None, description="What the lag autoscaler last saw and did (when enabled)."
+    )
+    canary: CanaryStatus | None = Field(
+        default=None, description="The canary rollout in progress or last finished."
+    )
+    promoted: PromotedModel | None = Field(
+        default=None, description="The last candidate promoted to stable by a canary."
     )
 
 
@@ -603,6 +803,13 @@ class FraudPipeline(Model):
             {
                 "metadata": dict(body.get("metadata", {})),
                 "spec": dict(body.get("spec", {})),
-                "status": {},
+                # The canary's state decides which models the scorer loads (docs/canary.md);
+                # the rest of the status is the operator's output, never its input.
+                "status": rollout_status(body.get("status")),
             }
         )
+
+
+def rollout_status(status: Any) -> dict[str, Any]:
+    """The parts of a stored status that the scorer Deployment is built from."""
+    return {k: v for k, v in dict(status or {}).items() if k in ("canary", "promoted") and v}

@@ -16,8 +16,9 @@ Stateful semantics, per user, over transactions in arrival order:
 - new_merchant, new_device, new_country: 1 when never seen before for this user.
 - home_country_mismatch: 1 when the user has history and this country differs from the user's
   most frequent earlier country (ties: alphabetically first).
-A transaction seen again (same tx_id) returns the values computed the first time and changes
-nothing: replays never count twice.
+A transaction seen again (same tx_id, same timestamp: a replayed or re-sent message) returns
+the values computed the first time and changes nothing: replays never count twice. (Online,
+replay records are kept by the minute of the timestamp, decision 78; offline, by tx_id.)
 
 Online state is bounded where the offline store is not: a replay record lives 7 days and a
 user's state 90 days after their last transaction (online.py). A replay older than a week
@@ -29,8 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 WINDOWS = {"1m": 60.0, "1h": 3600.0, "24h": 86400.0}
 NO_PREVIOUS_SECONDS = 1e6
@@ -110,9 +110,9 @@ class TransactionFields(Protocol):
     def channel(self) -> str: ...
 
 
-@dataclass(frozen=True, slots=True)
-class FeatureInput:
-    """The fields of a transaction that features read."""
+class FeatureInput(NamedTuple):
+    """The fields of a transaction that features read. A NamedTuple: the scorer builds one per
+    message, at less than half the cost of a frozen dataclass."""
 
     tx_id: str
     user_id: str

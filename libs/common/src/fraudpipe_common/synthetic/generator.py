@@ -9,7 +9,6 @@ travel); both streams are merged in timestamp order. Same seed, same stream.
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import heapq
 import math
 from collections.abc import Iterator
@@ -99,7 +98,7 @@ class GeneratedTransaction:
     def feature_input(self) -> FeatureInput:
         # The timestamp exactly as a consumer of the message decodes it (milliseconds).
         ts = parse_utc_timestamp(format_utc_timestamp(self.ts))
-        return dataclasses.replace(FeatureInput.of(self), ts=ts)
+        return FeatureInput.of(self)._replace(ts=ts)
 
 
 class _Draws:

@@ -57,7 +57,13 @@ def java_command(home: Path, main: str, *args: str, heap: str = "1g") -> list[st
     return [
         str(toolchain.find("java")),
         f"-Xmx{heap}",
+        # Kafka's own launcher settings (kafka-run-class.sh), as the cluster's broker image
+        # runs: short G1 pauses, which otherwise stall every transaction at once.
+        "-server",
         "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-XX:InitiatingHeapOccupancyPercent=35",
+        "-XX:+ExplicitGCInvokesConcurrent",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile=file:{home / 'log4j2.properties'}",
         "-cp",

@@ -21,6 +21,8 @@ class RedisService:
         conf.write_text(
             f"bind 127.0.0.1\nport {port}\ndir {workdir / 'data'}\nappendonly yes\n"
             f'save ""\nrequirepass {password}\nprotected-mode yes\ndaemonize no\n'
+            # As the operator's Redis: big replay-record hashes expire without a pause.
+            "lazyfree-lazy-expire yes\n"
         )
         conf.chmod(0o600)
         proc = spawn(

@@ -241,16 +241,16 @@ def node_cluster() -> Iterator[NodeCluster]:
     if os.geteuid() != 0:
         pytest.skip("a real node needs root (containerd, bridge, iptables); run as root")
     from fraudpipe_testing.stack.cluster_cli import cluster
-    from fraudpipe_testing.stack.services.node import bridge_exists, machine_owner
+    from fraudpipe_testing.stack.services.node import machine_owner
 
     # A developer's running `hack/cluster` is used as is.
     developers = cluster()
     if developers.status()["node"] == "healthy":
         yield NodeCluster(developers.env()["KUBECONFIG"], None)
         return
-    if (owner := machine_owner()) is not None or bridge_exists():
-        where = f", from {owner.parent}" if owner else ""
-        pytest.skip(f"another node cluster runs on this machine{where}")
+    # A dead cluster's leftovers (its bridge, chains) are cleared by `up` itself.
+    if (owner := machine_owner()) is not None:
+        pytest.skip(f"another node cluster runs on this machine, from {owner.parent}")
 
     root = Path(tempfile.mkdtemp(prefix="fraudpipe-test-cluster-", dir="/tmp"))
     stack = cluster(root)

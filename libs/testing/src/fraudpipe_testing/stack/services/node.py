@@ -349,24 +349,45 @@ def import_images(workdir: Path, tarballs: list[Path]) -> None:
 
 
 # The machine holds one node cluster (one bridge, one set of KUBE-* chains). Its owner is
-# recorded with a live pid, so that no other `up`, `down` or crash cleanup touches the
-# host-wide pieces of a cluster that runs from another folder.
+# recorded with a live pid and that process's start time (a pid alone may be reused by then),
+# so that no other `up`, `down` or crash cleanup touches the host-wide pieces of a cluster that
+# runs from another folder.
 OWNER_FILE = network.CLAIMS_DIR.parent / "node-cluster.json"
 
 
-def machine_owner() -> Path | None:
-    """The folder of the node cluster that runs on this machine, if one does."""
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _owner_record() -> dict[str, Any] | None:
     try:
         record = json.loads(OWNER_FILE.read_text())
     except (OSError, ValueError):
         return None
-    return Path(record["workdir"]) if alive(int(record["pid"])) else None
+    return record if isinstance(record, dict) and "workdir" in record else None
+
+
+def _record_alive(record: dict[str, Any]) -> bool:
+    pid = int(record.get("pid", 0))
+    if pid <= 0 or not alive(pid):
+        return False
+    return record.get("started") in (None, _start_time(pid))
+
+
+def machine_owner() -> Path | None:
+    """The folder of the node cluster that runs on this machine, if one does."""
+    record = _owner_record()
+    return Path(record["workdir"]) if record and _record_alive(record) else None
 
 
 def _claim_machine(workdir: Path, pid: int) -> None:
     OWNER_FILE.parent.mkdir(parents=True, exist_ok=True)
     tmp = OWNER_FILE.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"workdir": str(workdir), "pid": pid}))
+    tmp.write_text(json.dumps({"workdir": str(workdir), "pid": pid, "started": _start_time(pid)}))
     tmp.replace(OWNER_FILE)
 
 
@@ -374,6 +395,42 @@ def _release_machine(workdir: Path) -> None:
     owner = machine_owner()
     if owner is None or owner == workdir:
         OWNER_FILE.unlink(missing_ok=True)
+
+
+def clear_dead_cluster() -> Path | None:
+    """Undo what a node cluster whose processes were killed (a session or CI job ended under
+    it) left on the host: its bridge, iptables chains, mounts and shims. Nothing is touched
+    while a live cluster owns the machine. Returns the dead cluster's folder when one was
+    recorded, so callers can say what they cleared."""
+    if machine_owner() is not None:
+        return None
+    record = _owner_record()
+    if record is None and not bridge_exists():
+        return None
+    # A claim is written before the bridge exists, so a bridge with no live claim is always
+    # a dead cluster's; its folder is known only when its claim file survived.
+    dead = Path(record["workdir"]) if record else Path("/nonexistent/fraudpipe-node")
+    _kill_processes_under(dead)
+    _kill_shims(dead)
+    host_cleanup(dead, ip_forward_before=None)
+    OWNER_FILE.unlink(missing_ok=True)
+    return dead
+
+
+def _kill_processes_under(workdir: Path) -> None:
+    """SIGKILL whatever still runs from a dead cluster's folders (a kubelet or containerd
+    that outlived its parent); their files go with the folder's owner, not here."""
+    roots = (str(workdir), str(containerd_root(workdir)))
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(root in cmdline for root in roots):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), 9)
 
 
 def preflight(workdir: Path) -> None:
@@ -390,10 +447,12 @@ def preflight(workdir: Path) -> None:
             f"node: another node cluster runs on this machine, from {owner.parent}; stop it "
             f"first: FRAUDPIPE_CLUSTER_DIR={owner.parent} hack/cluster down"
         )
+    if owner is None and bridge_exists():
+        clear_dead_cluster()
     if bridge_exists():
         raise StackError(
-            f"node: the bridge {BRIDGE} exists, so a node cluster runs on this machine or one "
-            "was not torn down; stop it with: hack/cluster down"
+            f"node: the bridge {BRIDGE} exists and could not be removed; "
+            f"delete it with: ip link del {BRIDGE}"
         )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from fraudpipe_testing.stack.process import StackError
 from fraudpipe_testing.stack.services import node
 
 pytestmark = pytest.mark.k8s
@@ -70,7 +71,7 @@ def test_a_live_cluster_is_never_cleared(owner_file: Path, tmp_path: Path) -> No
     subprocess.run(["ip", "link", "add", node.BRIDGE, "type", "bridge"], check=True)
 
     assert node.clear_dead_cluster() is None
-    with pytest.raises(node.StackError, match="another node cluster runs"):
+    with pytest.raises(StackError, match="another node cluster runs"):
         node.preflight(tmp_path / "mine" / "node")
     assert node.bridge_exists()
     assert node.machine_owner() == theirs

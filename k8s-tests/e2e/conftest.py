@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from canary_models import push_candidates, write_variants
 from e2e_checks import PIPELINE, pipeline_body
 from e2e_harness import (
+    RELEASE,
+    RELEASE_NAMESPACE,
     Target,
     model_inputs_key,
     push_model,
@@ -40,8 +42,6 @@ from operator_harness import (
 )
 
 from fraudpipe_testing import toolchain
-
-RELEASE, RELEASE_NAMESPACE = "fraudpipe", "fraudpipe-system"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -67,9 +67,26 @@ def api_client(target: Target) -> client.ApiClient:
     return config.new_client_from_config(config_file=target.kubeconfig)
 
 
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+
+
+def create_restricted_namespace(core: client.CoreV1Api, name: str) -> None:
+    try:
+        core.create_namespace({"metadata": {"name": name, "labels": RESTRICTED}})
+    except client.ApiException as error:
+        if error.status != 409:
+            raise
+        core.patch_namespace(name, {"metadata": {"labels": RESTRICTED}})
+
+
 @pytest.fixture(scope="module")
 def operator_chart(target: Target, api_client: client.ApiClient) -> Iterator[str]:
-    """The chart, installed as a user would, with the images under test."""
+    """The chart, installed as a user would, with the images under test, into a namespace that
+    enforces the restricted Pod Security Standard (helm would create it unlabelled)."""
+    create_restricted_namespace(client.CoreV1Api(api_client), RELEASE_NAMESPACE)
     install_chart(
         target.kubeconfig,
         RELEASE,
@@ -97,9 +114,11 @@ def operator_chart(target: Target, api_client: client.ApiClient) -> Iterator[str
 
 @pytest.fixture(scope="module")
 def namespace(api_client: client.ApiClient) -> Iterator[str]:
+    """The pipeline's namespace, where the API server's admission enforces the restricted Pod
+    Security Standard: every pod of the pipeline, the registry and the checkers must pass it."""
     name = f"e2e-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(api_client)
-    core.create_namespace({"metadata": {"name": name}})
+    create_restricted_namespace(core, name)
     yield name
     core.delete_namespace(name)
 

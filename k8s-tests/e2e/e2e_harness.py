@@ -30,6 +30,8 @@ from operator_harness import REPO, run, wait_for
 
 from fraudpipe_testing import toolchain
 
+# The operator's Helm release and its namespace.
+RELEASE, RELEASE_NAMESPACE = "fraudpipe", "fraudpipe-system"
 REGISTRY = "fraudpipe-registry"
 REGISTRY_PORT = 5000
 LOCAL_IMAGE_REPO = "localhost/fraudpipe"
@@ -215,14 +217,26 @@ def registry_objects(target: Target, namespace: str) -> list[dict[str, Any]]:
                     "metadata": {"labels": labels},
                     "spec": {
                         "automountServiceAccountToken": False,
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": 1000,
+                            "runAsGroup": 1000,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
                         "containers": [
                             {
                                 "name": "registry",
                                 "image": target.registry_image,
                                 "imagePullPolicy": "IfNotPresent",
                                 "ports": [{"containerPort": REGISTRY_PORT}],
+                                "securityContext": {
+                                    "allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]},
+                                },
                                 "volumeMounts": [
-                                    {"name": "data", "mountPath": "/var/lib/registry"}
+                                    {"name": "data", "mountPath": "/var/lib/registry"},
+                                    {"name": "tmp", "mountPath": "/tmp"},
                                 ],
                                 "readinessProbe": {
                                     "httpGet": {"path": "/v2/", "port": REGISTRY_PORT},
@@ -230,7 +244,10 @@ def registry_objects(target: Target, namespace: str) -> list[dict[str, Any]]:
                                 },
                             }
                         ],
-                        "volumes": [{"name": "data", "emptyDir": {}}],
+                        "volumes": [
+                            {"name": "data", "emptyDir": {}},
+                            {"name": "tmp", "emptyDir": {}},
+                        ],
                     },
                 },
             },

@@ -9,6 +9,7 @@ runs on this machine's node cluster and on kind (docs/development.md, "End-to-en
 
 from __future__ import annotations
 
+import base64
 import sys
 import time
 from pathlib import Path
@@ -38,8 +39,15 @@ from e2e_checks import (
     component,
     pipeline_pods,
 )
-from e2e_harness import Target, kafka_verdict, local_url, port_forward
-from operator_harness import Pipelines, wait_for
+from e2e_harness import (
+    RELEASE,
+    RELEASE_NAMESPACE,
+    Target,
+    kafka_verdict,
+    local_url,
+    port_forward,
+)
+from operator_harness import Pipelines, helm, kubectl, wait_for
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(900)]
 
@@ -70,6 +78,27 @@ def test_every_pod_of_the_pipeline_runs(
     (scorer, *_) = [p for p in pods if component(p) == "scorer"]
     assert scorer.spec.containers[0].image == target.image("scorer")
     assert scorer.spec.containers[0].security_context.read_only_root_filesystem is True
+
+
+def test_the_namespaces_admit_only_pods_under_the_restricted_standard(
+    api_client: client.ApiClient, namespace: str, pipeline: dict[str, Any], target: Target
+) -> None:
+    """Every pod above was admitted by a namespace enforcing `restricted`; this proves the
+    enforcement is real: the same API server refuses a pod that asks for nothing."""
+    core = client.CoreV1Api(api_client)
+    for name in (namespace, RELEASE_NAMESPACE):
+        labels = core.read_namespace(name).metadata.labels or {}
+        assert labels.get("pod-security.kubernetes.io/enforce") == "restricted", name
+    bare = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "unrestricted"},
+        "spec": {"containers": [{"name": "c", "image": target.image("scorer")}]},
+    }
+    with pytest.raises(client.ApiException) as refused:
+        core.create_namespaced_pod(namespace, bare, dry_run="All")
+    assert refused.value.status == 403
+    assert 'violates PodSecurity "restricted:latest"' in refused.value.body
 
 
 def test_decisions_flow_and_alerts_are_served_through_the_api_service(
@@ -242,6 +271,68 @@ def test_a_good_candidate_is_promoted_through_every_step_losing_no_transaction(
     check_exactly_once(verdict, at_least=1)
     assert verdict["by_track"].get("canary", 0) > 0, verdict
     assert verdict["by_track"].get("shadow", 0) > 0, verdict
+
+
+def test_generated_passwords_never_leave_their_secrets(
+    api_client: client.ApiClient, namespace: str, pipeline: dict[str, Any], target: Target
+) -> None:
+    """After everything above ran (restarts, rollouts, canaries), no generated password shows
+    in a pod's log, an Event, the pipeline's spec or status, a workload's spec or the Helm
+    release: a user who may read those but not Secrets learns nothing."""
+    core = client.CoreV1Api(api_client)
+    passwords = {
+        f"{secret.metadata.name}/password": base64.b64decode(secret.data["password"]).decode()
+        for secret in core.list_namespaced_secret(namespace, label_selector=SELECTOR).items
+        if "password" in (secret.data or {})
+    }
+    assert {name.split("/")[0] for name in passwords} == {
+        f"{PIPELINE}-redis-credentials",
+        f"{PIPELINE}-postgres-credentials",
+    }
+    assert all(len(value) >= 32 for value in passwords.values())
+
+    readable: dict[str, str] = {}
+    for ns in (namespace, RELEASE_NAMESPACE):
+        for pod in core.list_namespaced_pod(ns).items:
+            for status in pod.status.container_statuses or []:
+                where = f"{ns}/{pod.metadata.name}/{status.name}"
+                readable[f"log {where}"] = read_log(core, ns, pod.metadata.name, status.name)
+                if status.restart_count:
+                    readable[f"previous log {where}"] = read_log(
+                        core, ns, pod.metadata.name, status.name, previous=True
+                    )
+        kinds = "events,fraudpipelines,deployments,statefulsets,jobs,cronjobs,configmaps,services"
+        readable[f"objects in {ns}"] = kubectl(
+            target.kubeconfig, "get", kinds, "-n", ns, "-o", "json"
+        ).stdout
+    for what in ("values --all", "manifest", "hooks", "notes"):
+        readable[f"helm {what}"] = helm(
+            target.kubeconfig, "get", *what.split(), RELEASE, "-n", RELEASE_NAMESPACE
+        ).stdout
+    assert any("scorer" in text for name, text in readable.items() if name.startswith("log"))
+
+    leaks = [
+        f"{secret} in {where}"
+        for where, text in readable.items()
+        for secret, value in passwords.items()
+        if value in text
+    ]
+    assert not leaks, leaks
+
+
+def read_log(
+    core: client.CoreV1Api, namespace: str, pod: str, container: str, previous: bool = False
+) -> str:
+    try:
+        text: str = core.read_namespaced_pod_log(
+            pod, namespace, container=container, previous=previous
+        )
+    except client.ApiException as error:
+        # A previous container's log may be gone (garbage-collected); nothing to leak there.
+        if previous and error.status in (400, 404):
+            return ""
+        raise
+    return text
 
 
 def test_deleting_the_pipeline_removes_every_child(

@@ -62,10 +62,16 @@ def check_pods_run(pods: list[Any]) -> None:
 
 # -- decisions -----------------------------------------------------------------------------------
 def check_exactly_once(verdict: dict[str, Any], at_least: int) -> None:
-    """A verdict of kafka_verdict.py: at least `at_least` transactions, each decided once."""
+    """A verdict of kafka_verdict.py: at least `at_least` transactions, each decided once, and
+    (when it read PostgreSQL) exactly the FLAG and BLOCK decisions among them as alerts."""
     assert verdict["produced"] >= at_least, f"too few transactions: {verdict}"
     assert verdict["missing"] == 0, f"transactions without a decision: {verdict}"
     assert verdict["duplicated"] == 0, f"transactions decided twice: {verdict}"
+    if "alerts" in verdict:
+        assert verdict["alerts_expected"] > 0, f"no FLAG or BLOCK to account for: {verdict}"
+        assert verdict["alerts_missing"] == 0, f"FLAG/BLOCK decisions without an alert: {verdict}"
+        assert verdict["alerts_unexpected"] == 0, f"alerts of APPROVE decisions: {verdict}"
+        assert verdict["alerts_differing"] == 0, f"alerts unlike their decision: {verdict}"
 
 
 # -- the API -------------------------------------------------------------------------------------

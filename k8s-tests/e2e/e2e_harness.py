@@ -299,6 +299,29 @@ def kafka_verdict(
                         {"name": "TX_TOPIC", "value": "transactions.v1"},
                         {"name": "DECISIONS_TOPIC", "value": "decisions.v1"},
                         {"name": "WITHIN_S", "value": str(within_s - 30)},
+                        # The alerts table, with the pipeline's generated credentials (the
+                        # PostgreSQL NetworkPolicy admits the pipeline's label).
+                        *(
+                            {
+                                "name": var,
+                                "valueFrom": {
+                                    "secretKeyRef": {
+                                        "name": f"{PIPELINE}-postgres-credentials",
+                                        "key": key,
+                                    }
+                                },
+                            }
+                            for var, key in (
+                                ("PGUSER", "username"),
+                                ("PGPASSWORD", "password"),
+                                ("PGDATABASE", "database"),
+                            )
+                        ),
+                        {
+                            "name": "POSTGRES_DSN",
+                            "value": f"postgresql://$(PGUSER):$(PGPASSWORD)@{PIPELINE}-postgres"
+                            ":5432/$(PGDATABASE)",
+                        },
                     ],
                     "securityContext": {
                         "allowPrivilegeEscalation": False,

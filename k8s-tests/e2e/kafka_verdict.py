@@ -3,9 +3,11 @@
 Notes the end of the transactions topic, reads every transaction up to it, then reads the
 decisions topic as a read_committed consumer until each of those transactions has a decision
 and up to the end the topic had at that moment; the verdict says how many transactions, which
-have no decision and which have more than one.
+have no decision and which have more than one. Given PostgreSQL, it also reconciles the alerts
+table with those decisions: every acting FLAG or BLOCK has its alert with the same decision,
+and no transaction decided APPROVE has one.
 
-Standard library and aiokafka only. Both live in the e2e image (k8s-tests/e2e/Dockerfile),
+Standard library, aiokafka and asyncpg only. Both live in the e2e image (k8s-tests/e2e/Dockerfile),
 where this file runs two ways: imported by the in-cluster check (`in_cluster.py verify`), and
 as the program of the host suite's checker pod (`python kafka_verdict.py`, settings from the
 environment, the verdict as the last line of its log).
@@ -48,6 +50,7 @@ async def verdict(
     within_s: float,
     tx_topic: str = "transactions.v1",
     decisions_topic: str = "decisions.v1",
+    postgres_dsn: str | None = None,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + within_s
     txc, tps = await _consumer(bootstrap, tx_topic)
@@ -64,6 +67,7 @@ async def verdict(
     dc, dtps = await _consumer(bootstrap, decisions_topic)
     counts: collections.Counter[str] = collections.Counter()
     tracks: collections.Counter[str] = collections.Counter()
+    acting: dict[str, str] = {}  # tx_id -> the acting decision (the last one, if several)
     drain_to = None  # the decisions' end once every transaction was seen: read up to it
     try:
         while time.monotonic() < deadline:
@@ -75,6 +79,7 @@ async def verdict(
                     # A shadow decision is recorded beside the acting one, never instead.
                     if decision["track"] != "shadow":
                         counts[decision["tx_id"]] += 1
+                        acting[decision["tx_id"]] = decision["decision"]
             if drain_to is None and produced <= counts.keys():
                 drain_to = await dc.end_offsets(dtps)
             if drain_to is not None and all([await dc.position(tp) >= drain_to[tp] for tp in dtps]):
@@ -83,6 +88,7 @@ async def verdict(
         await dc.stop()
     missing = sorted(produced - counts.keys())
     duplicated = {t: n for t, n in counts.items() if n > 1}
+    alerts = {} if postgres_dsn is None else await _reconcile_alerts(postgres_dsn, produced, acting)
     return {
         "produced": len(produced),
         "decisions": sum(counts.values()),
@@ -91,6 +97,37 @@ async def verdict(
         "duplicated": len(duplicated),
         "duplicated_sample": dict(list(duplicated.items())[:5]),
         "by_track": dict(tracks),
+        **alerts,
+    }
+
+
+async def _reconcile_alerts(dsn: str, produced: set[str], acting: dict[str, str]) -> dict[str, Any]:
+    """The alerts of the produced transactions against their acting decisions."""
+    import asyncpg
+
+    connection = await asyncpg.connect(dsn, timeout=30)
+    try:
+        rows = await connection.fetch(
+            "SELECT tx_id, decision FROM alerts WHERE tx_id = ANY($1::text[])", sorted(produced)
+        )
+    finally:
+        await connection.close()
+    alerts = {row["tx_id"]: row["decision"] for row in rows}
+    expected = {tx: d for tx, d in acting.items() if tx in produced and d in ("FLAG", "BLOCK")}
+    without_alert = sorted(expected.keys() - alerts.keys())
+    unexpected = sorted(tx for tx in alerts if acting.get(tx) not in ("FLAG", "BLOCK"))
+    differing = sorted(tx for tx in expected.keys() & alerts.keys() if expected[tx] != alerts[tx])
+    return {
+        "alerts": len(alerts),
+        "alerts_expected": len(expected),
+        "alerts_missing": len(without_alert),
+        "alerts_unexpected": len(unexpected),
+        "alerts_differing": len(differing),
+        "alerts_sample": {
+            "missing": without_alert[:5],
+            "unexpected": [(tx, acting.get(tx), alerts[tx]) for tx in unexpected[:5]],
+            "differing": [(tx, expected[tx], alerts[tx]) for tx in differing[:5]],
+        },
     }
 
 
@@ -103,6 +140,7 @@ if __name__ == "__main__":
                     float(os.environ["WITHIN_S"]),
                     os.environ.get("TX_TOPIC", "transactions.v1"),
                     os.environ.get("DECISIONS_TOPIC", "decisions.v1"),
+                    os.environ.get("POSTGRES_DSN") or None,
                 )
             )
         )

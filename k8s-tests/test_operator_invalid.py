@@ -138,6 +138,16 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.report.schedule",
     ),
     ("unknown log level", {"logLevel": "TRACE"}, "spec.logLevel"),
+    (
+        "metrics scraper that would match every pod",
+        {"monitoring": {"scrapers": [{"namespaceLabels": {"team": "obs"}, "podLabels": {}}]}},
+        "spec.monitoring.scrapers[0].podLabels",
+    ),
+    (
+        "KEDA namespace that is not a Kubernetes name",
+        {"scorer": {"autoscaling": {"keda": {"namespace": "KEDA_ns"}}}},
+        "spec.scorer.autoscaling.keda.namespace",
+    ),
 ]
 
 

@@ -306,6 +306,13 @@ def test_keda_reaches_the_managed_broker_on_the_kafka_port_only() -> None:
 
     (rule,) = keda_rules(autoscaled(engine="keda"))
     assert rule["ports"] == [{"protocol": "TCP", "port": 9092}]
-    assert rule["from"][0]["namespaceSelector"] == {}
+    # KEDA's namespace only ("keda" unless the spec says otherwise): its label is anyone's.
+    assert rule["from"][0]["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "keda"}
+    }
+    (elsewhere,) = keda_rules(autoscaled(engine="keda", keda={"namespace": "autoscalers"}))
+    assert elsewhere["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "autoscalers"
+    }
     assert keda_rules(autoscaled()) == []
     assert keda_rules({}) == []

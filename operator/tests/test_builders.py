@@ -228,8 +228,32 @@ def test_network_policies_admit_only_pipeline_pods() -> None:
     kafka = stores.build_kafka_networkpolicy(pipeline())
     peers = kafka["spec"]["ingress"][0]["from"]
     assert peers[1]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
-    # Redpanda's metrics port stays open to Prometheus, wherever it runs.
-    assert kafka["spec"]["ingress"][1] == {"ports": [{"protocol": "TCP", "port": 9644}]}
+    # Redpanda's admin port serves its metrics and its (unauthenticated) admin API: the
+    # pipeline, the operator and the scrapers only, by default Prometheus Operator pods.
+    metrics = kafka["spec"]["ingress"][1]
+    assert metrics["ports"] == [{"protocol": "TCP", "port": 9644}]
+    assert metrics["from"] == [
+        *peers,
+        {
+            "namespaceSelector": {},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        },
+    ]
+
+
+def test_scrapers_can_be_narrowed_to_a_namespace() -> None:
+    scrapers = [{"namespaceLabels": {"team": "obs"}, "podLabels": {"app": "vmagent"}}]
+    p = pipeline({"monitoring": {"scrapers": scrapers}})
+    for policy in (stores.build_kafka_networkpolicy(p), apps.build_scorer_networkpolicy(p)):
+        metrics = policy["spec"]["ingress"][1]
+        assert metrics["from"][-1] == {
+            "namespaceSelector": {"matchLabels": {"team": "obs"}},
+            "podSelector": {"matchLabels": {"app": "vmagent"}},
+        }
+        assert "prometheus" not in str(metrics["from"])
+    # No scraper at all: only the pipeline and the operator.
+    p = pipeline({"monitoring": {"scrapers": []}})
+    assert len(stores.build_kafka_networkpolicy(p)["spec"]["ingress"][1]["from"]) == 2
 
 
 def test_migrations_job_runs_the_scorers_migrate_and_is_renamed_with_its_image() -> None:

@@ -301,10 +301,21 @@ def test_only_the_operator_may_change_a_scorers_routing() -> None:
     assert scorer["spec"]["ingress"][0]["from"] == [peer]
     kafka = next(o for o in policies if o["metadata"]["name"] == "p-kafka")
     assert peer in kafka["spec"]["ingress"][0]["from"]
-    # /metrics (and a read-only GET /routing) stay open to any Prometheus.
-    assert metrics == {"ports": [{"protocol": "TCP", "port": 9000}]}
+    # /metrics (and a read-only GET /routing): the pipeline, the operator (the canary
+    # driver's statistics) and Prometheus Operator pods, by default.
+    assert metrics == {
+        "from": [
+            {"podSelector": {"matchLabels": {"fraudpipe.io/pipeline": "p"}}},
+            peer,
+            {"namespaceSelector": {}, "podSelector": {"matchLabels": PROMETHEUS}},
+        ],
+        "ports": [{"protocol": "TCP", "port": 9000}],
+    }
     assert policy["spec"]["podSelector"]["matchLabels"]["fraudpipe.io/component"] == "scorer"
     assert scorer_env({"ref": STABLE}, {})["CONTROL_PORT"] == "9001"
+
+
+PROMETHEUS = {"app.kubernetes.io/name": "prometheus"}
 
 
 def test_changing_the_stable_model_mid_rollout_reloads_and_restarts_the_analysis() -> None:

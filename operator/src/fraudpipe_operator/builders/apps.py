@@ -211,10 +211,12 @@ def build_scorer_networkpolicy(
     pipeline: FraudPipeline, operator: OperatorPods | None = None
 ) -> dict[str, Any]:
     """The routing control (canary weights, unauthenticated) from the operator's own pods
-    alone, in its own namespace; the metrics port stays open to any Prometheus. Nothing else
-    listens on a scorer."""
-    policy = network_policy(pipeline, "scorer", [SCORER_CONTROL_PORT], [], [METRICS_PORT])
-    policy["spec"]["ingress"][0]["from"] = [(operator or OperatorPods()).peer()]
+    alone, in its own namespace; the metrics port (also the per-model statistics the canary
+    driver reads) from those, the pipeline's pods and its scrapers. Nothing else listens on
+    a scorer."""
+    peer = (operator or OperatorPods()).peer()
+    policy = network_policy(pipeline, "scorer", [SCORER_CONTROL_PORT], [peer], [METRICS_PORT])
+    policy["spec"]["ingress"][0]["from"] = [peer]
     return policy
 
 

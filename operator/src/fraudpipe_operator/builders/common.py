@@ -173,11 +173,20 @@ def network_policy(
     metrics_ports: list[int] | None = None,
 ) -> dict[str, Any]:
     """Only pods of this pipeline (and `extra_peers`) may open `ports` on `component`;
-    `metrics_ports` stay open to any scraper."""
+    `metrics_ports` also admit the scrapers of `spec.monitoring.scrapers`."""
     peers: list[dict[str, Any]] = [
         {"podSelector": {"matchLabels": {PIPELINE_LABEL: pipeline.name}}}
     ]
     peers += extra_peers or []
+    scrapers = [
+        {
+            "namespaceSelector": {"matchLabels": dict(s.namespace_labels)}
+            if s.namespace_labels
+            else {},
+            "podSelector": {"matchLabels": dict(s.pod_labels)},
+        }
+        for s in pipeline.spec.monitoring.scrapers
+    ]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -188,7 +197,12 @@ def network_policy(
             "ingress": [
                 {"from": peers, "ports": [{"protocol": "TCP", "port": p} for p in ports]},
                 *(
-                    [{"ports": [{"protocol": "TCP", "port": p} for p in metrics_ports]}]
+                    [
+                        {
+                            "from": peers + scrapers,
+                            "ports": [{"protocol": "TCP", "port": p} for p in metrics_ports],
+                        }
+                    ]
                     if metrics_ports
                     else []
                 ),

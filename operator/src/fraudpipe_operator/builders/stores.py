@@ -258,8 +258,14 @@ def build_kafka_networkpolicy(
     autoscaling = pipeline.spec.scorer.autoscaling
     if autoscaling.enabled and autoscaling.engine == "keda":
         # KEDA's operator reads the group's lag itself (its pods carry app=keda-operator in
-        # KEDA's manifests and Helm chart, in whatever namespace KEDA runs): the Kafka port only.
-        keda = {"namespaceSelector": {}, "podSelector": {"matchLabels": KEDA_OPERATOR_LABELS}}
+        # KEDA's manifests and Helm chart): the Kafka port only, and only from KEDA's own
+        # namespace (a label alone is anyone's to set on their pod).
+        keda = {
+            "namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": autoscaling.keda.namespace}
+            },
+            "podSelector": {"matchLabels": KEDA_OPERATOR_LABELS},
+        }
         policy["spec"]["ingress"].append(
             {"from": [keda], "ports": [{"protocol": "TCP", "port": KAFKA_PORT}]}
         )

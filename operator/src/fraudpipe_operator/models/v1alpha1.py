@@ -397,6 +397,16 @@ class KedaOptions(Model):
     polling_interval_seconds: int = Field(
         default=15, ge=1, le=3600, description="How often KEDA reads the lag."
     )
+    namespace: str = Field(
+        default="keda",
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description=(
+            "The namespace KEDA runs in: only its operator's pods there may open the broker's "
+            "Kafka port to read the lag (managed brokers)."
+        ),
+    )
 
 
 class Autoscaling(Model):
@@ -620,7 +630,32 @@ class Report(Model):
     output: Literal["json", "text"] = Field(default="json", description="Format of the report.")
 
 
+class Scraper(Model):
+    namespace_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels of the namespaces it runs in; empty: any namespace.",
+        json_schema_extra={"maxProperties": 16},
+    )
+    pod_labels: dict[str, str] = Field(
+        description="Labels of its pods (at least one).",
+        json_schema_extra={"minProperties": 1, "maxProperties": 16},
+    )
+
+
+# The Prometheus Operator labels every Prometheus pod it runs with this.
+PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}
+
+
 class Monitoring(Model):
+    scrapers: list[Scraper] = Field(
+        default_factory=lambda: [Scraper(pod_labels=dict(PROMETHEUS_POD_LABELS))],
+        max_length=8,
+        description=(
+            "Who may open the metrics ports (scorer 9000, Redpanda's admin port 9644, which "
+            "serves its metrics and its admin API) besides the pipeline's and the operator's "
+            "pods. Default: Prometheus Operator pods in any namespace."
+        ),
+    )
     service_monitors: bool = Field(
         default=True, description="Create ServiceMonitors (scorer, API, broker) when possible."
     )

@@ -103,6 +103,12 @@ class ScorerMetrics:
             ["dependency"],
             registry=r,
         )
+        self.replayed_decisions = Counter(
+            "fraudpipe_scorer_replayed_decisions",
+            "Decisions of a replayed batch replaced by the first decision cached for their "
+            "transaction (so the cache, the alerts and decisions.v1 agree).",
+            registry=r,
+        )
         self.model = Info(
             "fraudpipe_scorer_model",
             "The models loaded (name, digest), by track; absent until a model is loaded.",

@@ -57,6 +57,7 @@ from fraudpipe_scorer.sinks import (
     DecisionTransactions,
     ProducerFencedError,
     TransactionFailedError,
+    first_decisions,
 )
 
 log = logging.getLogger(__name__)
@@ -514,8 +515,10 @@ class Scorer:
         m.stage.labels("encode").observe(time.perf_counter() - started)
 
         # Saved while the next batches are scored: the committer waits for it before the
-        # batch's transaction, so no offset passes unsaved work.
-        saved = asyncio.create_task(self._save(acting, result.alert_countries))
+        # batch's transaction, so no offset passes unsaved work. The save may swap in what a
+        # first attempt of a replayed batch decided (acting first in `records`).
+        records = [(d.tx_id.encode(), payload) for _, d, payload in (*acting, *shadow)]
+        saved = asyncio.create_task(self._save(acting, result.alert_countries, records))
         self._saving.add(saved)
         saved.add_done_callback(self._saving.discard)
 
@@ -527,7 +530,7 @@ class Scorer:
             result,
             acting,
             shadow,
-            [(d.tx_id.encode(), payload) for _, d, payload in (*acting, *shadow)],
+            records,
             [TopicPartition(topic, partition, o) for (topic, partition), o in next_offsets.items()],
             saved,
         )
@@ -598,26 +601,30 @@ class Scorer:
                 await _outcome(committing)
 
     async def _save(
-        self, acting: list[tuple[Record, DecisionRecord, bytes]], countries: dict[str, str]
+        self,
+        acting: list[tuple[Record, DecisionRecord, bytes]],
+        countries: dict[str, str],
+        records: list[tuple[bytes, bytes]],
     ) -> None:
-        """The batch's decision cache (Redis) and alerts (Postgres), retried while down."""
+        """The batch's decision cache (Redis), then its alerts (Postgres), retried while down.
+
+        The cache keeps each transaction's first decision: where a replayed batch decided
+        otherwise (another model routed, another rule set), the first decision replaces the new
+        one in `acting` and in the batch's Kafka `records`, and only then are alerts written,
+        so the cache, the alerts and decisions.v1 always agree (decision 84)."""
         parts = self._parts
         assert parts is not None
         cache, alerts = parts.cache, parts.alerts
         started = time.perf_counter()
-        # A task group: if one write gives up (stopping), the other is not left running.
-        try:
-            async with asyncio.TaskGroup() as writes:
-                writes.create_task(
-                    self._retry("redis", lambda: cache.write([(d, p) for _, d, p in acting]))
-                )
-                writes.create_task(
-                    self._retry(
-                        "postgres", lambda: alerts.write([d for _, d, _ in acting], countries)
-                    )
-                )
-        except BaseExceptionGroup as failed:
-            raise failed.exceptions[0] from None  # e.g. BatchAbandonedError, as it was raised
+        made = [(d, p) for _, d, p in acting]
+        earlier = await self._retry("redis", lambda: cache.write(made))
+        if any(e is not None for e in earlier):
+            for i, (decision, payload) in enumerate(first_decisions(made, earlier)):
+                if payload is not made[i][1]:
+                    acting[i] = (acting[i][0], decision, payload)
+                    records[i] = (decision.tx_id.encode(), payload)
+                    self.metrics.replayed_decisions.inc()
+        await self._retry("postgres", lambda: alerts.write([d for _, d, _ in acting], countries))
         self.metrics.stage.labels("cache_and_alerts").observe(time.perf_counter() - started)
 
     async def _prepare(self, group: list[_Prepared], txns: DecisionTransactions) -> None:

@@ -19,7 +19,7 @@ import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from redis.asyncio import Redis
 
-from fraudpipe_common.contracts.decisions import DecisionRecord, Verdict
+from fraudpipe_common.contracts.decisions import Decision, DecisionRecord, Verdict
 from fraudpipe_common.contracts.dlq import Rejection
 from fraudpipe_common.contracts.transactions import SCHEMA_HEADER
 from fraudpipe_common.kafka import KafkaSettings
@@ -29,9 +29,22 @@ log = logging.getLogger(__name__)
 
 
 # One command for the whole batch: a pipeline of SETs costs the client several microseconds a
-# command to build, the script's arguments a fraction of that.
-_SET_ALL = """
-for i, key in ipairs(KEYS) do redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1]) end
+# command to build, the script's arguments a fraction of that. The first decision written for
+# a transaction stays: a replayed batch gets back what its first attempt cached (false where
+# nothing was), so its alerts and decisions.v1 repeat that decision even when the replay was
+# routed to another model (decision 84).
+_SET_FIRST = """
+local earlier = {}
+for i, key in ipairs(KEYS) do
+  local old = redis.call('GET', key)
+  if old then
+    earlier[i] = old
+  else
+    redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
+    earlier[i] = false
+  end
+end
+return earlier
 """
 
 
@@ -39,18 +52,37 @@ class DecisionCache:
     """`<prefix>decision:<tx_id>` → the decision JSON, with a TTL, one round trip per batch."""
 
     def __init__(self, redis: Redis, prefix: str, ttl_s: int) -> None:
-        self._set_all = redis.register_script(_SET_ALL)
+        self._set_first = redis.register_script(_SET_FIRST)
         self._prefix = prefix + "decision:"
         self._ttl_s = ttl_s
 
     def key(self, tx_id: str) -> str:
         return self._prefix + tx_id
 
-    async def write(self, decisions: Sequence[tuple[DecisionRecord, bytes]]) -> None:
+    async def write(self, decisions: Sequence[tuple[DecisionRecord, bytes]]) -> list[bytes | None]:
+        """Cache each decision unless one is cached for its transaction already; returns,
+        per decision, the one cached before (None where this one was written)."""
         if not decisions:
-            return
+            return []
         keys = [self._prefix + decision.tx_id for decision, _ in decisions]
-        await self._set_all(keys=keys, args=[self._ttl_s, *(p for _, p in decisions)])
+        earlier = await self._set_first(keys=keys, args=[self._ttl_s, *(p for _, p in decisions)])
+        return [value or None for value in earlier]
+
+
+def first_decisions(
+    decisions: Sequence[tuple[DecisionRecord, bytes]], earlier: Sequence[bytes | None]
+) -> list[tuple[DecisionRecord, bytes]]:
+    """The decisions to publish: each transaction's first cached decision where it differs
+    from the one just made (a replay), else the one just made."""
+    first = []
+    for (decision, payload), cached in zip(decisions, earlier, strict=True):
+        if cached is None or cached == payload:
+            first.append((decision, payload))
+        else:
+            parsed = Decision.from_json(cached)
+            record = DecisionRecord(*(getattr(parsed, f) for f in DecisionRecord._fields))
+            first.append((record, cached))
+    return first
 
 
 _INSERT_ALERTS = """

@@ -16,6 +16,8 @@ from fraudpipe_scorer.migrate import migrate
 from fraudpipe_scorer.service import Scorer
 from fraudpipe_scorer.sinks import ProducerFencedError
 
+log = logging.getLogger(__name__)
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -56,7 +58,8 @@ def _run() -> int:
     try:
         asyncio.run(serve())
     except ModelArtifactError as exc:
-        print(f"fraudpipe-scorer: {exc}", file=sys.stderr)
+        # A model that cannot be used never is: the scorer exits before it is ready.
+        log.error("not starting: %s", exc)
         return 1
     except ProducerFencedError as exc:
         print(f"fraudpipe-scorer: fenced, exiting: {exc}", file=sys.stderr)

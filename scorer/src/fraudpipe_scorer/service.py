@@ -45,6 +45,7 @@ from fraudpipe_common import inference
 from fraudpipe_common.contracts.decisions import DecisionRecord
 from fraudpipe_common.features import OnlineFeatureStore
 from fraudpipe_common.kafka import KafkaSettings, TopicSettings
+from fraudpipe_common.model_artifact import ModelArtifactError
 from fraudpipe_common.rules import RuleSettings
 from fraudpipe_scorer.config import ScorerSettings
 from fraudpipe_scorer.http import serve_http
@@ -143,20 +144,13 @@ class Scorer:
         m = self.metrics
         runner = await serve_http(m, self.router, self.readiness, s.metrics_port, s.control_port)
         try:
-            stable = await inference.load(
-                s.model_ref,
-                flag=s.flag_threshold,
-                block=s.block_threshold,
-                plain_http=s.registry_plain_http,
-            )
+            # Before anything else: a model that fails its checks (inference.open_session)
+            # stops the scorer here, before it joins the group, so it never becomes ready
+            # and never decides a transaction (docs/security.md).
+            stable = await self._load_model("stable", s.model_ref)
             candidate = None
             if s.canary_model_ref:
-                candidate = await inference.load(
-                    s.canary_model_ref,
-                    flag=s.flag_threshold,
-                    block=s.block_threshold,
-                    plain_http=s.registry_plain_http,
-                )
+                candidate = await self._load_model("candidate", s.canary_model_ref)
             self.router.set(weight=s.canary_weight, shadow=s.shadow)
             m.canary_weight.set(s.canary_weight)
             m.shadow.set(int(s.shadow))
@@ -248,6 +242,18 @@ class Scorer:
                 except TimeoutError:
                     self._pool.terminate()
             await runner.cleanup()
+
+    async def _load_model(self, track: str, ref: str) -> inference.LoadedModel:
+        s = self.settings
+        try:
+            return await inference.load(
+                ref,
+                flag=s.flag_threshold,
+                block=s.block_threshold,
+                plain_http=s.registry_plain_http,
+            )
+        except ModelArtifactError as exc:
+            raise ModelArtifactError(f"the {track} model {ref} is refused: {exc}") from exc
 
     def _consumer_config(self) -> dict[str, Any]:
         s = self.settings

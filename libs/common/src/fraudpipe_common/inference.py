@@ -1,6 +1,8 @@
 """A model ready to score: the artifact, its ONNX Runtime session and its thresholds.
 
-Shared by the scorer (micro-batches) and the API (synchronous scoring of one transaction).
+Shared by the scorer (micro-batches) and the API (synchronous scoring of one transaction);
+`open_session` is also the operator's check of a canary candidate, so whatever a scorer would
+refuse to load is refused before it gets any traffic.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import onnxruntime as ort  # type: ignore[import-untyped]
 
 from fraudpipe_common.features import FEATURE_NAMES
 from fraudpipe_common.model_artifact import ModelArtifact, check_compatible, load_model
+from fraudpipe_common.model_probe import detail, probe, refusal
 from fraudpipe_common.oci import sha256_digest
 from fraudpipe_common.rules import Thresholds
 
@@ -32,17 +35,33 @@ class LoadedModel:
         return np.asarray(scores, dtype=np.float32).reshape(-1)
 
 
-def prepare(
-    artifact: ModelArtifact, *, flag: float | None = None, block: float | None = None
-) -> LoadedModel:
+def open_session(artifact: ModelArtifact) -> ort.InferenceSession:
+    """The model's session, once ONNX Runtime loads the graph, the graph takes the features
+    the scorer computes (`check_compatible`) and it scores the probe rows sanely
+    (`model_probe.probe`). Raises ModelArtifactError (ModelProbeError, IncompatibleModelError)
+    saying what is wrong."""
     options = ort.SessionOptions()
     # One scorer process per pod, one batch at a time: more threads only fight each other.
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(
-        artifact.onnx, sess_options=options, providers=["CPUExecutionProvider"]
-    )
+    try:
+        session = ort.InferenceSession(
+            artifact.onnx, sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # ONNX Runtime raises its own types (InvalidProtobuf, Fail, …)
+        problem = (
+            f"ONNX Runtime cannot load the graph (a truncated or corrupt file?): {detail(exc)}"
+        )
+        raise refusal(artifact.card, [problem]) from exc
     check_compatible(artifact.card, FEATURE_NAMES, session)
+    probe(artifact.card, session)
+    return session
+
+
+def prepare(
+    artifact: ModelArtifact, *, flag: float | None = None, block: float | None = None
+) -> LoadedModel:
+    session = open_session(artifact)
     card = artifact.card
     digest = (
         artifact.reference.digest

@@ -232,3 +232,91 @@ def test_a_pipeline_without_a_model_is_rejected(
         create(kube_client, k8s_namespace, body({}, with_model=False))
     assert rejected.value.status == 422
     assert "spec.model: Required value" in json.loads(rejected.value.body)["message"]
+
+
+# -- updates: what cannot change on a running pipeline -----------------------------------------
+TRANSITIONS = [
+    (
+        "fewer partitions",
+        {"kafka": {"topics": {"transactions": {"partitions": 6}}}},
+        {"kafka": {"topics": {"transactions": {"partitions": 3}}}},
+        "spec.kafka.topics.transactions.partitions",
+    ),
+    (
+        "another replication factor",
+        {"kafka": {"topics": {"decisions": {"replicationFactor": 1}}}},
+        {"kafka": {"topics": {"decisions": {"replicationFactor": 3}}}},
+        "spec.kafka.topics.decisions.replicationFactor",
+    ),
+    (
+        "another broker flavor",
+        {"kafka": {"managed": {"flavor": "redpanda"}}},
+        {"kafka": {"managed": {"flavor": "kafka"}}},
+        "spec.kafka.managed.flavor",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "before", "after", "field"), TRANSITIONS, ids=[c[0] for c in TRANSITIONS]
+)
+def test_an_impossible_change_is_rejected_naming_the_field(
+    operator_release: Any,
+    kube_client: Any,
+    k8s_namespace: str,
+    case: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    field: str,
+) -> None:
+    api = client.CustomObjectsApi(kube_client)
+    name = create(kube_client, k8s_namespace, body(before))["metadata"]["name"]
+    with pytest.raises(ApiException) as rejected:
+        api.patch_namespaced_custom_object(
+            GROUP, VERSION, k8s_namespace, PLURAL, name, {"spec": after}
+        )
+    assert rejected.value.status == 422, rejected.value.body
+    message = json.loads(rejected.value.body)["message"]
+    assert f"{field}:" in message, f"{case}: {message}"
+
+
+def test_growing_partitions_and_renaming_a_topic_are_accepted(
+    operator_release: Any, kube_client: Any, k8s_namespace: str
+) -> None:
+    api = client.CustomObjectsApi(kube_client)
+    name = create(kube_client, k8s_namespace, body({}))["metadata"]["name"]
+    # A renamed topic is a new topic: its partitions start over.
+    change = {"transactions": {"partitions": 12}, "dlq": {"name": "rejects.v2", "partitions": 1}}
+    patched = api.patch_namespaced_custom_object(
+        GROUP, VERSION, k8s_namespace, PLURAL, name, {"spec": {"kafka": {"topics": change}}}
+    )
+    assert patched["spec"]["kafka"]["topics"]["transactions"]["partitions"] == 12
+    assert patched["spec"]["kafka"]["topics"]["dlq"]["partitions"] == 1
+
+
+def test_unknown_and_huge_fields_are_rejected_under_strict_validation(
+    operator_release: Any, kube_client: Any, k8s_namespace: str
+) -> None:
+    """kubectl validates strictly by default: a misspelt field is an error, not silently
+    dropped; a value beyond a bound names the bound."""
+    api = client.CustomObjectsApi(kube_client)
+    with pytest.raises(ApiException) as rejected:
+        api.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            k8s_namespace,
+            PLURAL,
+            body({"scorer": {"replica": 3}}),
+            field_validation="Strict",
+        )
+    assert rejected.value.status == 400, rejected.value.body
+    message = json.loads(rejected.value.body)["message"]
+    assert 'strict decoding error: unknown field "spec.scorer.replica"' in message
+    with pytest.raises(ApiException) as huge:
+        create(kube_client, k8s_namespace, body({"scorer": {"replicas": 10**12}}))
+    assert huge.value.status == 422, huge.value.body
+    assert "spec.scorer.replicas:" in json.loads(huge.value.body)["message"]
+    long_image = "r/" + "a" * 600
+    with pytest.raises(ApiException) as long:
+        create(kube_client, k8s_namespace, body({"scorer": {"image": long_image}}))
+    assert "spec.scorer.image: Too long" in json.loads(long.value.body)["message"]

@@ -119,6 +119,17 @@ APACHE_KAFKA_IMAGE = "apache/kafka:4.1.1"
 
 
 class ManagedKafka(Model):
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "self.flavor == oldSelf.flavor",
+                "flavor cannot change: the brokers' volumes hold the other flavor's data; "
+                "create a new pipeline instead",
+                ".flavor",
+            ),
+        )
+    )
+
     flavor: Literal["redpanda", "kafka"] = Field(
         default="redpanda",
         description=(
@@ -176,6 +187,23 @@ class ExternalKafka(Model):
 
 
 class Topic(Model):
+    # On update (oldSelf): what Kafka cannot do to an existing topic is refused by the API
+    # server, naming the field, instead of surfacing later as a condition.
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "self.name != oldSelf.name || self.partitions >= oldSelf.partitions",
+                "partitions can grow but never shrink (Kafka cannot remove a partition)",
+                ".partitions",
+            ),
+            (
+                "self.name != oldSelf.name || self.replicationFactor == oldSelf.replicationFactor",
+                "replicationFactor is fixed once the topic exists",
+                ".replicationFactor",
+            ),
+        )
+    )
+
     name: str = Field(
         min_length=1,
         max_length=249,

@@ -76,6 +76,14 @@ def topic_partitions(bootstrap: str, names: list[str]) -> dict[str, int]:
     return asyncio.run(describe())
 
 
+def grow_topic(bootstrap: str, name: str, partitions: int) -> None:
+    from confluent_kafka.admin import AdminClient, NewPartitions  # type: ignore[attr-defined]
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    (future,) = admin.create_partitions([NewPartitions(name, partitions)]).values()
+    future.result(timeout=30)
+
+
 @pytest.fixture
 def managed_pipeline(
     kube_client: Any,
@@ -427,12 +435,19 @@ def test_external_kafka_topics_are_created_and_grown_never_shrunk(
         within_s=30,
     )
 
-    pipelines.patch("cards", {"kafka": {"topics": {"transactions": {"partitions": 2}}}})
+    # The API server refuses a shrink (a CEL transition rule, test_operator_invalid.py)...
+    with pytest.raises(client.ApiException) as refused:
+        pipelines.patch("cards", {"kafka": {"topics": {"transactions": {"partitions": 2}}}})
+    assert refused.value.status == 422
+    assert "spec.kafka.topics.transactions.partitions" in refused.value.body
+    # ...and a topic grown behind the spec's back (an admin, another tool) is reported, not
+    # shrunk: Kafka cannot.
+    grow_topic(kafka_bootstrap, transactions, 7)
     degraded = pipelines.wait_condition("cards", "Degraded", within_s=30)
     assert degraded["reason"] == "PartitionsCannotShrink"
-    assert f"topic {transactions} has 5 partitions" in degraded["message"]
+    assert f"topic {transactions} has 7 partitions" in degraded["message"]
     assert pipelines.get("cards")["status"]["phase"] == "Degraded"
-    assert topic_partitions(kafka_bootstrap, [transactions]) == {transactions: 5}
+    assert topic_partitions(kafka_bootstrap, [transactions]) == {transactions: 7}
     events = client.CoreV1Api(kube_client).list_namespaced_event(
         ns, field_selector="involvedObject.name=cards"
     )

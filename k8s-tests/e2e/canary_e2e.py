@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +97,12 @@ def follow(
     ref: str,
     until: set[str],
     within_s: float,
+    on_change: Callable[[tuple[str, int]], None] | None = None,
 ) -> tuple[dict[str, Any], list[tuple[str, int]]]:
     """Follow status.canary of candidate `ref` until its phase is one of `until`; each
-    (phase, weight) it passes through must be on every ready scorer pod within PROPAGATION_S.
-    Returns the last status and the (phase, weight) sequence seen."""
+    (phase, weight) it passes through must be on every ready scorer pod within PROPAGATION_S,
+    and is handed to `on_change` (a fault to inject at that point). Returns the last status and
+    the (phase, weight) sequence seen."""
     deadline = time.monotonic() + within_s
     seen: list[tuple[str, int]] = []
     while time.monotonic() < deadline:
@@ -113,6 +116,8 @@ def follow(
                 seen.append(state)
                 if canary["phase"] in ("Shadow", "Progressing", "Promoted", "Failed"):
                     check_propagated(core, namespace, canary)
+                if on_change is not None:
+                    on_change(state)
             if canary["phase"] in until:
                 return canary, seen
         time.sleep(0.5)

@@ -3,7 +3,8 @@
 Notes the end of the transactions topic, reads every transaction up to it, then reads the
 decisions topic as a read_committed consumer until each of those transactions has a decision
 and up to the end the topic had at that moment; the verdict says how many transactions, which
-have no decision and which have more than one. Given PostgreSQL, it also reconciles the alerts
+have no decision and which have more than one (two different decisions; the very same decision
+published again counts once). Given PostgreSQL, it also reconciles the alerts
 table with those decisions: every acting FLAG or BLOCK has its alert with the same decision,
 and no transaction decided APPROVE has one.
 
@@ -68,6 +69,8 @@ async def verdict(
     counts: collections.Counter[str] = collections.Counter()
     tracks: collections.Counter[str] = collections.Counter()
     acting: dict[str, str] = {}  # tx_id -> the acting decision (the last one, if several)
+    contents: collections.defaultdict[str, set[bytes]] = collections.defaultdict(set)
+    repeated = 0
     drain_to = None  # the decisions' end once every transaction was seen: read up to it
     try:
         while time.monotonic() < deadline:
@@ -78,7 +81,13 @@ async def verdict(
                     tracks[decision["track"]] += 1
                     # A shadow decision is recorded beside the acting one, never instead.
                     if decision["track"] != "shadow":
-                        counts[decision["tx_id"]] += 1
+                        # The same decision again (a transaction produced twice gets its
+                        # first decision again) counts once; another decision does not.
+                        if m.value not in contents[decision["tx_id"]]:
+                            contents[decision["tx_id"]].add(m.value)
+                            counts[decision["tx_id"]] += 1
+                        else:
+                            repeated += 1
                         acting[decision["tx_id"]] = decision["decision"]
             if drain_to is None and produced <= counts.keys():
                 drain_to = await dc.end_offsets(dtps)
@@ -96,6 +105,7 @@ async def verdict(
         "missing_sample": missing[:5],
         "duplicated": len(duplicated),
         "duplicated_sample": dict(list(duplicated.items())[:5]),
+        "repeated": repeated,
         "by_track": dict(tracks),
         **alerts,
     }

@@ -168,7 +168,36 @@ def test_killed_redis_and_postgres_lose_nothing_and_keep_their_data(
     before = kafka_verdict(core, target, namespace)
     keys_before = redis_keys(target, namespace)
     assert keys_before > 0
-    victims = {f"{PIPELINE}-redis-0": "redis", f"{PIPELINE}-postgres-0": "postgres"}
+    stores = [f"{PIPELINE}-redis-0", f"{PIPELINE}-postgres-0"]
+    stores_back_s = kill_and_wait(core, namespace, stores)
+    # AOF `everysec`: at most the last second of writes may be lost, a few keys.
+    keys_after = redis_keys(target, namespace)
+    assert keys_after >= 0.95 * keys_before, (keys_before, keys_after)
+    time.sleep(10)  # traffic flows again through the recovered stores
+    after = kafka_verdict(core, target, namespace)
+    check_exactly_once(after, at_least=before["produced"] + 1)
+    # Every alert of before's transactions is still there: they are among after's, reconciled.
+    assert after["alerts"] > before["alerts"], (before, after)
+    print(f"stores killed: Ready again after {stores_back_s:.0f} s")
+
+
+def test_a_killed_broker_loses_and_duplicates_no_transaction(
+    api_client: client.ApiClient, namespace: str, pipeline: dict[str, Any], target: Target
+) -> None:
+    """The only broker killed mid-transaction: open transactions abort, the scorer retries
+    until the broker is back, and the producer resends; every transaction decided once."""
+    core = client.CoreV1Api(api_client)
+    before = kafka_verdict(core, target, namespace)
+    broker_back_s = kill_and_wait(core, namespace, [f"{PIPELINE}-kafka-0"])
+    time.sleep(15)  # traffic flows again through the restarted broker
+    after = kafka_verdict(core, target, namespace)
+    check_exactly_once(after, at_least=before["produced"] + 1)
+    print(f"broker killed: Ready again after {broker_back_s:.0f} s")
+
+
+def kill_and_wait(core: client.CoreV1Api, namespace: str, victims: list[str]) -> float:
+    """Delete `victims` with no grace (SIGKILL) and wait until their StatefulSets' new pods
+    are Ready; returns the seconds that took."""
     uids = {name: core.read_namespaced_pod(name, namespace).metadata.uid for name in victims}
     killed = time.monotonic()
     for name in victims:
@@ -181,17 +210,8 @@ def test_killed_redis_and_postgres_lose_nothing_and_keep_their_data(
             for name in victims
         )
 
-    wait_for(back, "Redis and PostgreSQL replaced and Ready", 180)
-    stores_back_s = time.monotonic() - killed
-    # AOF `everysec`: at most the last second of writes may be lost, a few keys.
-    keys_after = redis_keys(target, namespace)
-    assert keys_after >= 0.95 * keys_before, (keys_before, keys_after)
-    time.sleep(10)  # traffic flows again through the recovered stores
-    after = kafka_verdict(core, target, namespace)
-    check_exactly_once(after, at_least=before["produced"] + 1)
-    # Every alert of before's transactions is still there: they are among after's, reconciled.
-    assert after["alerts"] > before["alerts"], (before, after)
-    print(f"stores killed: Ready again after {stores_back_s:.0f} s")
+    wait_for(back, f"{', '.join(victims)} replaced and Ready", 180)
+    return time.monotonic() - killed
 
 
 def redis_keys(target: Target, namespace: str) -> int:
@@ -274,7 +294,33 @@ def test_a_good_candidate_is_promoted_through_every_step_losing_no_transaction(
     # Two failed checks to roll back, the default's tolerance: a single unlucky window on
     # samples this small costs one more window, not the promotion.
     pipelines.patch(PIPELINE, {"model": {"canary": rollout_spec(ref, 15, failure_threshold=2)}})
-    canary, seen = follow(core, pipelines, namespace, ref, {"Promoted", "Failed"}, within_s=360)
+    killed: list[str] = []
+
+    def kill_the_operator_mid_rollout(state: tuple[str, int]) -> None:
+        # The rollout's state lives in the pipeline's status: a new operator resumes it.
+        if state == ("Progressing", 50) and not killed:
+            (operator,) = [
+                pod
+                for pod in core.list_namespaced_pod(
+                    RELEASE_NAMESPACE, label_selector="app.kubernetes.io/component=operator"
+                ).items
+                if pod.metadata.deletion_timestamp is None and pod.status.phase == "Running"
+            ]
+            core.delete_namespaced_pod(
+                operator.metadata.name, RELEASE_NAMESPACE, grace_period_seconds=0
+            )
+            killed.append(operator.metadata.name)
+
+    canary, seen = follow(
+        core,
+        pipelines,
+        namespace,
+        ref,
+        {"Promoted", "Failed"},
+        within_s=480,
+        on_change=kill_the_operator_mid_rollout,
+    )
+    assert killed, seen
     assert canary["phase"] == "Promoted", canary
     assert [s for s in seen if s[0] in ("Shadow", "Progressing", "Promoted")] == [
         ("Shadow", 0),

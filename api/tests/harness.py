@@ -92,6 +92,26 @@ class ApiProcess:
         return self.log.read_text()
 
 
+def transaction(
+    tx_id: str, user_id: str = "u-1", amount: str = "42.50", **extra: str
+) -> dict[str, str]:
+    """A valid transactions.v1 record, as a client posts it."""
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return {
+        "tx_id": tx_id,
+        "ts": now,
+        "user_id": user_id,
+        "card_id": "c-1",
+        "merchant_id": "m-1",
+        "mcc": "5411",
+        "amount": amount,
+        "currency": "EUR",
+        "country": "FR",
+        "channel": "pos",
+        "device_id": "d-1",
+    } | extra
+
+
 def alert_row(
     tx_id: str,
     *,

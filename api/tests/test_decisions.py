@@ -23,29 +23,19 @@ from fraudpipe_common.contracts.decisions import Decision, Track, Verdict
 from fraudpipe_common.features import FEATURE_NAMES
 from fraudpipe_testing.plugin import PrometheusSettings
 
-from .harness import BIN, DIGEST, WRITE_TOKEN, ApiProcess, alert_row, free_port, insert_alerts
+from .harness import (
+    BIN,
+    DIGEST,
+    WRITE_TOKEN,
+    ApiProcess,
+    alert_row,
+    free_port,
+    insert_alerts,
+    transaction,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.kafka]
 WRITE = {"Authorization": f"Bearer {WRITE_TOKEN}"}
-
-
-def transaction(
-    tx_id: str, user_id: str = "u-1", amount: str = "42.50", **extra: str
-) -> dict[str, str]:
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    return {
-        "tx_id": tx_id,
-        "ts": now,
-        "user_id": user_id,
-        "card_id": "c-1",
-        "merchant_id": "m-1",
-        "mcc": "5411",
-        "amount": amount,
-        "currency": "EUR",
-        "country": "FR",
-        "channel": "pos",
-        "device_id": "d-1",
-    } | extra
 
 
 def cached_decision(tx_id: str, verdict: Verdict = Verdict.APPROVE) -> bytes:

@@ -14,17 +14,21 @@ from starlette.types import ASGIApp
 
 from fraudpipe_api import errors, page, routes
 from fraudpipe_api.auth import KeyRing, load_keys
+from fraudpipe_api.bodylimit import BodySizeLimit
 from fraudpipe_api.config import ApiSettings
 from fraudpipe_api.deps import Clients
 from fraudpipe_api.fastpath import AlertsFastPath
 from fraudpipe_api.metrics import ApiMetrics, LatencyMiddleware
 from fraudpipe_api.state import AppState
+from fraudpipe_api.throttle import AuthThrottle
 from fraudpipe_common.kafka import KafkaSettings, TopicSettings
 from fraudpipe_common.rules import RuleSettings
 
 DESCRIPTION = """Alerts, decisions, synchronous scoring and analyst feedback of a fraudpipe
 pipeline. Authenticate with `Authorization: Bearer <API key>`; writes and feedback need a key
-with write scope. Errors are `{"error": code, "detail": sentence}` (422 adds `fields`)."""
+with write scope. A client that presents too many unknown keys gets 429 with `Retry-After` for
+every request with a key until the window passes; a body over the size limit gets 413. Errors
+are `{"error": code, "detail": sentence}` (422 adds `fields`)."""
 
 
 def create_app(
@@ -35,11 +39,13 @@ def create_app(
 ) -> FastAPI:
     metrics = ApiMetrics()
     clients = Clients(settings, kafka)
+    keys = KeyRing(load_keys(settings.api_keys_file, settings.api_keys))
     state = AppState(
         settings=settings,
         topics=topics,
         rules=rules,
-        keys=KeyRing(load_keys(settings.api_keys_file, settings.api_keys)),
+        keys=keys,
+        throttle=AuthThrottle(keys, settings, metrics),
         clients=clients,
         metrics=metrics,
     )
@@ -98,6 +104,9 @@ def create_app(
         """Prometheus metrics (request latency by route and status)."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    # Outside the router, so before any body is parsed or any key checked; inside the latency
+    # middleware, so that its 413s are in the histogram.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     return app
 

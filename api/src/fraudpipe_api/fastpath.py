@@ -6,7 +6,8 @@ query parameter, its middleware stack) cost more CPU than the query itself. This
 serves the route with the same pieces FastAPI's route uses: the `AlertQuery` model, the same
 key check, `routes.alert_page` and the same latency histogram. Anything else, and every
 request that does not validate or authenticate, is handed to FastAPI unchanged, so error
-answers (422, 401, 403) have one implementation. A test proves both paths answer alike.
+answers (422, 401, 403, 429; 413 for a GET with a body) have one implementation. A test
+proves both paths answer alike.
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ log = logging.getLogger(__name__)
 PATH = "/v1/alerts"
 
 
+def _has_body(scope: Scope) -> bool:
+    """A GET that sends a body is no dashboard poll: FastAPI's stack, with its body limit,
+    answers it."""
+    return any(
+        name == b"transfer-encoding" or (name == b"content-length" and value != b"0")
+        for name, value in scope["headers"]
+    )
+
+
 class AlertsFastPath:
     def __init__(self, app: FastAPI) -> None:
         self.app = app
@@ -44,6 +54,7 @@ class AlertsFastPath:
             or scope["path"] != PATH
             or scope["method"] != "GET"
             or scope.get("root_path")
+            or _has_body(scope)
         ):
             await self.app(scope, receive, send)
             return
@@ -82,6 +93,7 @@ class AlertsFastPath:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
                 break
-        authenticate_header(authorization, self.state, KeyScope.READ)
+        # Not counted here: a refusal goes on to FastAPI's route, which counts it once.
+        authenticate_header(authorization, self.state, KeyScope.READ, scope, count=False)
         params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
         return AlertQuery.model_validate(params)

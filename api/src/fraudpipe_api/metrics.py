@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _BUCKETS = (
@@ -39,6 +39,24 @@ class ApiMetrics:
             "fraudpipe_api_dependency_errors",
             "Requests answered 503 because a dependency was down, by dependency.",
             ["dependency"],
+            registry=self.registry,
+        )
+        # No client label: addresses are unbounded; the log names a client when it is blocked.
+        self.auth_failures = Counter(
+            "fraudpipe_api_auth_failures",
+            "Requests that presented an unknown API key (bearer header or the page's cookie).",
+            registry=self.registry,
+        )
+        self.auth_throttled = Counter(
+            "fraudpipe_api_auth_throttled",
+            "Requests with a key refused 429 because their client presented too many unknown "
+            "keys within AUTH_FAILURE_WINDOW_S.",
+            registry=self.registry,
+        )
+        self.auth_tracked_clients = Gauge(
+            "fraudpipe_api_auth_tracked_clients",
+            "Clients whose recent unknown keys this process remembers (at most "
+            "AUTH_FAILURE_MAX_CLIENTS; at the cap the oldest are forgotten).",
             registry=self.registry,
         )
 

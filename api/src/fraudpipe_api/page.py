@@ -40,7 +40,7 @@ def _can_read(request: Request, state: AppState) -> bool:
     token = request.cookies.get(KEY_COOKIE)
     if not token:
         return False
-    key = state.keys.find(token)
+    key = state.throttle.find(request.scope, token)
     return key is not None and key.allows(Scope.READ)
 
 

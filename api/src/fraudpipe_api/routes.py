@@ -53,9 +53,16 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or unknown API key."},
     403: {"description": "The key lacks the scope this request needs."},
     422: {"description": "Invalid input; `fields` names each offending field."},
+    429: {
+        "description": "This client presented too many unknown API keys; requests with a key "
+        "are refused for `Retry-After` seconds."
+    },
     503: {"description": "A dependency is down; retry after `Retry-After` seconds."},
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown tx_id."}}
+_TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {"description": "The body is over API_MAX_BODY_BYTES (64 MiB by default)."}
+}
 
 
 def _state(request: Request) -> AppState:
@@ -153,7 +160,7 @@ async def get_alert(request: Request, tx_id: TxId, _key: Any = ReadKey) -> Respo
     "/alerts/{tx_id}/feedback",
     response_model=Feedback,
     status_code=201,
-    responses=_ERRORS | _NOT_FOUND,
+    responses=_ERRORS | _NOT_FOUND | _TOO_LARGE,
     tags=["feedback"],
 )
 async def add_feedback(
@@ -269,7 +276,7 @@ def _encode(tx: Transaction, index: int | None) -> bytes:
     "/transactions",
     response_model=Accepted,
     status_code=202,
-    responses=_ERRORS,
+    responses=_ERRORS | _TOO_LARGE,
     tags=["transactions"],
 )
 async def publish(
@@ -301,7 +308,7 @@ async def publish(
     return _json({"tx_ids": [tx.tx_id for tx in txs], "topic": topic}, status=202)
 
 
-@router.post("/score", response_model=Decision, responses=_ERRORS, tags=["decisions"])
+@router.post("/score", response_model=Decision, responses=_ERRORS | _TOO_LARGE, tags=["decisions"])
 async def score(request: Request, tx: Transaction, _key: Any = WriteKey) -> Response:
     """Score one transaction now, with the scorer's feature, model and rule code, against the
     current feature state, changing nothing (the transaction is not recorded)."""

@@ -1,5 +1,6 @@
 """Bearer API keys on every /v1 route: reads need a key unless API_OPEN_READS, writes and
-feedback need a key with write scope. 401 says what is missing, 403 what scope is needed."""
+feedback need a key with write scope. 401 says what is missing, 403 what scope is needed, 429
+that the client presented too many unknown keys (`throttle.py`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import Scope as AsgiScope
 
 from fraudpipe_api.auth import ApiKey, Scope
 from fraudpipe_api.errors import ApiError
@@ -17,12 +19,20 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="fraudpipe"'}
 
 
 def authenticate(request: Request, state: AppState, wanted: Scope) -> ApiKey | None:
-    return authenticate_header(request.headers.get("authorization"), state, wanted)
+    return authenticate_header(request.headers.get("authorization"), state, wanted, request.scope)
 
 
-def authenticate_header(header: str | None, state: AppState, wanted: Scope) -> ApiKey | None:
-    """The key an Authorization header presents, if it may do `wanted` (None: an open read);
-    ApiError 401 or 403 otherwise."""
+def authenticate_header(
+    header: str | None,
+    state: AppState,
+    wanted: Scope,
+    scope: AsgiScope,
+    *,
+    count: bool = True,
+) -> ApiKey | None:
+    """The key an Authorization header of the request `scope` presents, if it may do `wanted`
+    (None: an open read); ApiError 401, 403 or 429 otherwise. `count=False`: decide without
+    counting an unknown key or a refusal (see `AuthThrottle.find`)."""
     if header is None:
         if wanted is Scope.READ and state.settings.api_open_reads:
             return None
@@ -45,7 +55,7 @@ def authenticate_header(header: str | None, state: AppState, wanted: Scope) -> A
             "malformed Authorization header: expected 'Bearer <key>'",
             _CHALLENGE,
         )
-    key = state.keys.find(token)
+    key = state.throttle.find(scope, token, count=count)
     if key is None:
         raise ApiError(401, "unauthorized", "unknown API key", _CHALLENGE)
     if not key.allows(wanted):

@@ -9,6 +9,7 @@ from fraudpipe_api.config import ApiSettings
 from fraudpipe_api.deps import Clients
 from fraudpipe_api.metrics import ApiMetrics
 from fraudpipe_api.queries import AlertJsonCache
+from fraudpipe_api.throttle import AuthThrottle
 from fraudpipe_common.kafka import TopicSettings
 from fraudpipe_common.rules import RuleSettings
 
@@ -19,6 +20,7 @@ class AppState:
     topics: TopicSettings
     rules: RuleSettings
     keys: KeyRing
+    throttle: AuthThrottle
     clients: Clients
     metrics: ApiMetrics
     alert_json: AlertJsonCache = field(default_factory=AlertJsonCache)

@@ -10,6 +10,7 @@ runs on this machine's node cluster and on kind (docs/development.md, "End-to-en
 from __future__ import annotations
 
 import base64
+import json
 import sys
 import time
 from pathlib import Path
@@ -98,8 +99,9 @@ def test_the_namespaces_admit_only_pods_under_the_restricted_standard(
     }
     with pytest.raises(client.ApiException) as refused:
         core.create_namespaced_pod(namespace, bare, dry_run="All")
-    assert refused.value.status == 403
-    assert 'violates PodSecurity "restricted:latest"' in refused.value.body
+    assert refused.value.status == 403, refused.value.body
+    message = json.loads(refused.value.body)["message"]
+    assert 'violates PodSecurity "restricted:latest"' in message, message
 
 
 def test_decisions_flow_and_alerts_are_served_through_the_api_service(

@@ -52,11 +52,17 @@ async def test_a_replay_publishes_and_alerts_the_first_cached_decision(
         **{tx.tx_id: first_attempt(tx.tx_id, tx.user_id, Verdict.APPROVE, tx.ts) for tx in fraud},
         **{tx.tx_id: first_attempt(tx.tx_id, tx.user_id, Verdict.BLOCK, tx.ts) for tx in clean},
     }
+    # A cached value no decision can be read from (another version's, damaged) must not stop
+    # the scorer on every replay: the new decision stands and replaces it.
+    broken = [tx for tx in txs if not tx.is_fraud][20:25]
     cache = aioredis.Redis.from_url(env["REDIS_URL"])
     try:
         for tx_id, decision in first.items():
             key = f"{env['REDIS_KEY_PREFIX']}decision:{tx_id}"
             await cache.set(key, decision.to_json(), ex=3600)
+        for tx in broken:
+            key = f"{env['REDIS_KEY_PREFIX']}decision:{tx.tx_id}"
+            await cache.set(key, b'{"tx_id": "%s", "score": null}' % tx.tx_id.encode(), ex=3600)
     finally:
         await cache.aclose()
 
@@ -88,4 +94,13 @@ async def test_a_replay_publishes_and_alerts_the_first_cached_decision(
     assert not {tx.tx_id for tx in fraud} & alerts.keys()
     assert {alerts[tx.tx_id] for tx in clean} == {"BLOCK"}
     assert scorer.metric("fraudpipe_scorer_replayed_decisions_total") == len(first)
+    cache = aioredis.Redis.from_url(env["REDIS_URL"])
+    try:
+        for tx in broken:
+            assert decided[tx.tx_id].model_digest != FIRST_DIGEST
+            cached = await cache.get(f"{env['REDIS_KEY_PREFIX']}decision:{tx.tx_id}")
+            assert cached is not None
+            assert Decision.from_json(cached) == decided[tx.tx_id]
+    finally:
+        await cache.aclose()
     assert scorer.terminate() == 0

@@ -625,11 +625,20 @@ class Scorer:
         made = [(d, p) for _, d, p in acting]
         earlier = await self._retry("redis", lambda: cache.write(made))
         if any(e is not None for e in earlier):
-            for i, (decision, payload) in enumerate(first_decisions(made, earlier)):
+            first, unreadable = first_decisions(made, earlier)
+            for i, (decision, payload) in enumerate(first):
                 if payload is not made[i][1]:
                     acting[i] = (acting[i][0], decision, payload)
                     records[i] = (decision.tx_id.encode(), payload)
                     self.metrics.replayed_decisions.inc()
+            if unreadable:
+                log.warning(
+                    "%d cached decisions could not be read (e.g. %s); replaced by this batch's",
+                    len(unreadable),
+                    made[unreadable[0]][0].tx_id,
+                )
+                fresh = [made[i] for i in unreadable]
+                await self._retry("redis", lambda: cache.overwrite(fresh))
         await self._retry("postgres", lambda: alerts.write([d for _, d, _ in acting], countries))
         self.metrics.stage.labels("cache_and_alerts").observe(time.perf_counter() - started)
 

@@ -52,6 +52,7 @@ class DecisionCache:
     """`<prefix>decision:<tx_id>` → the decision JSON, with a TTL, one round trip per batch."""
 
     def __init__(self, redis: Redis, prefix: str, ttl_s: int) -> None:
+        self._redis = redis
         self._set_first = redis.register_script(_SET_FIRST)
         self._prefix = prefix + "decision:"
         self._ttl_s = ttl_s
@@ -68,21 +69,38 @@ class DecisionCache:
         earlier = await self._set_first(keys=keys, args=[self._ttl_s, *(p for _, p in decisions)])
         return [value or None for value in earlier]
 
+    async def overwrite(self, decisions: Sequence[tuple[DecisionRecord, bytes]]) -> None:
+        """Replace what is cached for these transactions (values no decision can be read
+        from)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for decision, payload in decisions:
+                pipe.set(self.key(decision.tx_id), payload, ex=self._ttl_s)
+            await pipe.execute()
+
 
 def first_decisions(
     decisions: Sequence[tuple[DecisionRecord, bytes]], earlier: Sequence[bytes | None]
-) -> list[tuple[DecisionRecord, bytes]]:
+) -> tuple[list[tuple[DecisionRecord, bytes]], list[int]]:
     """The decisions to publish: each transaction's first cached decision where it differs
-    from the one just made (a replay), else the one just made."""
+    from the one just made (a replay), else the one just made. Also returns the positions
+    whose cached value is not a valid decision (another version's, damaged): those keep the
+    new decision, and the caller overwrites the cache with it, or every replay would stop
+    on the same value until it expires."""
     first = []
-    for (decision, payload), cached in zip(decisions, earlier, strict=True):
+    unreadable = []
+    for i, ((decision, payload), cached) in enumerate(zip(decisions, earlier, strict=True)):
         if cached is None or cached == payload:
             first.append((decision, payload))
-        else:
+            continue
+        try:
             parsed = Decision.from_json(cached)
-            record = DecisionRecord(*(getattr(parsed, f) for f in DecisionRecord._fields))
-            first.append((record, cached))
-    return first
+        except ValueError:  # pydantic's ValidationError is one
+            unreadable.append(i)
+            first.append((decision, payload))
+            continue
+        record = DecisionRecord(*(getattr(parsed, f) for f in DecisionRecord._fields))
+        first.append((record, cached))
+    return first, unreadable
 
 
 _INSERT_ALERTS = """

@@ -280,6 +280,23 @@ def test_an_impossible_change_is_rejected_naming_the_field(
     assert f"{field}:" in message, f"{case}: {message}"
 
 
+def test_switching_to_external_kafka_leaves_the_flavor_behind(
+    operator_release: Any, kube_client: Any, k8s_namespace: str
+) -> None:
+    """The flavor is fixed only while brokers run: leaving for an external Kafka (the managed
+    block dropped, so defaulted back to redpanda) is accepted."""
+    api = client.CustomObjectsApi(kube_client)
+    created = create(kube_client, k8s_namespace, body({"kafka": {"managed": {"flavor": "kafka"}}}))
+    name = created["metadata"]["name"]
+    spec = created["spec"]
+    spec["kafka"] = {"mode": "external", "external": {"bootstrapServers": ["kafka.example:9092"]}}
+    replaced = api.replace_namespaced_custom_object(
+        GROUP, VERSION, k8s_namespace, PLURAL, name, created
+    )
+    assert replaced["spec"]["kafka"]["mode"] == "external"
+    assert replaced["spec"]["kafka"]["managed"]["flavor"] == "redpanda"
+
+
 def test_growing_partitions_and_renaming_a_topic_are_accepted(
     operator_release: Any, kube_client: Any, k8s_namespace: str
 ) -> None:

@@ -186,7 +186,7 @@ def test_killed_redis_and_postgres_lose_nothing_and_keep_their_data(
 def test_a_killed_broker_loses_and_duplicates_no_transaction(
     api_client: client.ApiClient, namespace: str, pipeline: dict[str, Any], target: Target
 ) -> None:
-    """The only broker killed mid-transaction: open transactions abort, the scorer retries
+    """The only broker killed mid-transaction (1 s grace): open transactions abort, the scorer retries
     until the broker is back, and the producer resends; every transaction decided once."""
     core = client.CoreV1Api(api_client)
     before = kafka_verdict(core, target, namespace)
@@ -198,12 +198,14 @@ def test_a_killed_broker_loses_and_duplicates_no_transaction(
 
 
 def kill_and_wait(core: client.CoreV1Api, namespace: str, victims: list[str]) -> float:
-    """Delete `victims` with no grace (SIGKILL) and wait until their StatefulSets' new pods
-    are Ready; returns the seconds that took."""
+    """Delete `victims` with a 1 s grace (SIGTERM, SIGKILL a second later) and wait until their
+    StatefulSets' new pods are Ready; returns the seconds that took. Not 0: a force delete
+    frees the pod's name at once, and its successor would open the same volume while the old
+    process still runs."""
     uids = {name: core.read_namespaced_pod(name, namespace).metadata.uid for name in victims}
     killed = time.monotonic()
     for name in victims:
-        core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+        core.delete_namespaced_pod(name, namespace, grace_period_seconds=1)
 
     def back() -> bool:
         pods = {p.metadata.name: p for p in pipeline_pods(core, namespace)}

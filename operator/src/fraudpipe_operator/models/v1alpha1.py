@@ -119,17 +119,6 @@ APACHE_KAFKA_IMAGE = "apache/kafka:4.1.1"
 
 
 class ManagedKafka(Model):
-    model_config = ConfigDict(
-        json_schema_extra=rules(
-            (
-                "self.flavor == oldSelf.flavor",
-                "flavor cannot change: the brokers' volumes hold the other flavor's data; "
-                "create a new pipeline instead",
-                ".flavor",
-            ),
-        )
-    )
-
     flavor: Literal["redpanda", "kafka"] = Field(
         default="redpanda",
         description=(
@@ -280,6 +269,15 @@ class Kafka(Model):
                 "self.managed.replicas)",
                 "a topic's replicationFactor cannot exceed managed.replicas (the broker count)",
                 ".topics",
+            ),
+            (
+                # On update, between two managed states only: a switch to or from external
+                # Kafka runs no brokers on one side, whatever the (defaulted) flavor says.
+                "oldSelf.mode != 'managed' || self.mode != 'managed' || "
+                "self.managed.flavor == oldSelf.managed.flavor",
+                "managed.flavor cannot change while the brokers run: their volumes hold the "
+                "other flavor's data; create a new pipeline instead",
+                ".managed.flavor",
             ),
         )
     )

@@ -186,8 +186,9 @@ def test_killed_redis_and_postgres_lose_nothing_and_keep_their_data(
 def test_a_killed_broker_loses_and_duplicates_no_transaction(
     api_client: client.ApiClient, namespace: str, pipeline: dict[str, Any], target: Target
 ) -> None:
-    """The only broker killed mid-transaction (1 s grace): open transactions abort, the scorer retries
-    until the broker is back, and the producer resends; every transaction decided once."""
+    """The only broker killed mid-transaction (1 s grace): open transactions abort, the scorer
+    retries until the broker is back, and the producer resends; every transaction decided
+    once."""
     core = client.CoreV1Api(api_client)
     before = kafka_verdict(core, target, namespace)
     broker_back_s = kill_and_wait(core, namespace, [f"{PIPELINE}-kafka-0"])

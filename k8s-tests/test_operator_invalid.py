@@ -144,6 +144,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.monitoring.scrapers[0].podLabels",
     ),
     (
+        "trusted proxy that is not an address",
+        {"api": {"trustedProxies": ["ingress.example.com"]}},
+        "spec.api.trustedProxies[0]",
+    ),
+    (
         "KEDA namespace that is not a Kubernetes name",
         {"scorer": {"autoscaling": {"keda": {"namespace": "KEDA_ns"}}}},
         "spec.scorer.autoscaling.keda.namespace",

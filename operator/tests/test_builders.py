@@ -464,3 +464,18 @@ def test_notifications_run_one_notifier_with_the_webhook_url_from_a_secret() -> 
     assert env["NOTIFY_RATE_PER_MINUTE"]["value"] == "12"
     assert env["DECISIONS_TOPIC"]["value"] == p.spec.kafka.topics.decisions.name
     assert env["NOTIFY_CONSUMER_GROUP"]["value"] == "payments-notify"
+
+
+def test_the_api_sees_its_clients_addresses_for_the_key_guessing_limit() -> None:
+    """The API counts unknown keys per client address: an exposed Service keeps external
+    clients' addresses (no source NAT), and proxies in front are named to the API."""
+    internal = apps.build_api_service(pipeline())
+    assert "externalTrafficPolicy" not in internal["spec"]
+    for kind in ("NodePort", "LoadBalancer"):
+        exposed = apps.build_api_service(pipeline({"api": {"serviceType": kind}}))
+        assert exposed["spec"]["externalTrafficPolicy"] == "Local"
+    assert "API_TRUSTED_PROXIES" not in env_of(apps.build_api_deployment(pipeline()))
+    behind = pipeline({"api": {"trustedProxies": ["10.0.0.0/8", "192.168.1.7"]}})
+    assert env_of(apps.build_api_deployment(behind))["API_TRUSTED_PROXIES"] == (
+        "10.0.0.0/8,192.168.1.7"
+    )

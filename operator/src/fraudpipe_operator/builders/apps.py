@@ -236,6 +236,11 @@ def build_api_deployment(pipeline: FraudPipeline) -> dict[str, Any]:
         value("METRICS_PORT", METRICS_PORT),
         value("API_PORT", API_PORT),
         value("API_OPEN_READS", str(api.open_reads).lower()),
+        *(
+            [value("API_TRUSTED_PROXIES", ",".join(api.trusted_proxies))]
+            if api.trusted_proxies
+            else []
+        ),
     ]
     ca_volumes, ca_mounts = kafka_ca_volume(pipeline)
     tmp, tmp_mount = tmp_volume()
@@ -265,12 +270,17 @@ def build_api_deployment(pipeline: FraudPipeline) -> dict[str, Any]:
 
 
 def build_api_service(pipeline: FraudPipeline) -> dict[str, Any]:
-    return headless_or_cluster_service(
+    service = headless_or_cluster_service(
         pipeline,
         "api",
         {"http": API_PORT, "metrics": METRICS_PORT},
         service_type=pipeline.spec.api.service_type,
     )
+    if pipeline.spec.api.service_type != "ClusterIP":
+        # Cluster would source-NAT external clients to a node's address: all of them would
+        # share the API's limit on unknown keys, and one guesser would lock out the rest.
+        service["spec"]["externalTrafficPolicy"] = "Local"
+    return service
 
 
 # -- webhook notifications ----------------------------------------------------------------------

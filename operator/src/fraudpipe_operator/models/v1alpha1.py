@@ -596,7 +596,25 @@ class Api(Model):
     )
     open_reads: bool = Field(default=False, description="Serve read endpoints without a key.")
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
-        default="ClusterIP", description="Type of the API's Service."
+        default="ClusterIP",
+        description=(
+            "Type of the API's Service. NodePort and LoadBalancer keep external traffic on "
+            "the receiving node (externalTrafficPolicy Local), so the API sees each client's "
+            "own address, which its limit on unknown keys counts by."
+        ),
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description=(
+            "Addresses or networks (10.0.0.0/8) of proxies in front of the API, such as an "
+            "Ingress controller's pods: only from them is X-Forwarded-For read to find the "
+            "client (API_TRUSTED_PROXIES). Without it, every client behind a proxy counts as "
+            "the proxy, and one client's wrong keys lock the others out for the window."
+        ),
+        json_schema_extra={
+            "items": {"type": "string", "maxLength": 64, "pattern": r"^[0-9a-fA-F:./]+$"}
+        },
     )
     resources: Resources = section(Resources, "CPU and memory of each replica.")
 

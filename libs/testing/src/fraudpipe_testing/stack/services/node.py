@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -402,9 +403,9 @@ def clear_dead_cluster() -> Path | None:
     it) left on the host: its bridge, iptables chains, mounts and shims. Nothing is touched
     while a live cluster owns the machine. Returns the dead cluster's folder when one was
     recorded, so callers can say what they cleared."""
-    if machine_owner() is not None:
+    record = _owner_record()  # read once: a claim written meanwhile is never taken for dead
+    if record is not None and _record_alive(record):
         return None
-    record = _owner_record()
     if record is None and not bridge_exists():
         return None
     # A claim is written before the bridge exists, so a bridge with no live claim is always
@@ -420,15 +421,21 @@ def clear_dead_cluster() -> Path | None:
 def _kill_processes_under(workdir: Path) -> None:
     """SIGKILL whatever still runs from a dead cluster's folders (a kubelet or containerd
     that outlived its parent); their files go with the folder's owner, not here."""
-    roots = (str(workdir), str(containerd_root(workdir)))
+    # A whole path component of an argument (`/x/node/...`, `--root=/x/node`), so that
+    # `/x/node2` or a mention inside a longer word does not count.
+    under = re.compile(
+        "(^|[=:,])("
+        + "|".join(re.escape(str(r)) for r in (workdir, containerd_root(workdir)))
+        + ")(/|$)"
+    )
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if any(root in cmdline for root in roots):
+        if any(under.search(arg) for arg in argv):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(entry.name), 9)
 

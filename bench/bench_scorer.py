@@ -9,6 +9,9 @@
             read_committed reader receiving the decision
   naive     baseline: consume one, features for one (the same Redis script), score one with
             scikit-learn, write one (Redis, Postgres, Kafka), commit one; --naive-count messages
+  soak      (only when asked for) one scorer for --soak-minutes at --soak-rate tx/s (70 % of
+            the measured drain is the usual choice), its p50/p99 and RSS reported each minute:
+            whether latency or memory drift over time
 
     uv run python bench/bench_scorer.py [--count 1000000] [--model DIR]
 
@@ -207,8 +210,16 @@ def service_cpu_seconds(settings: dict[str, str]) -> dict[str, float]:
 
 
 def peak_rss_mib(pid: int) -> float:
+    return _status_mib(pid, "VmHWM")
+
+
+def rss_mib(pid: int) -> float:
+    return _status_mib(pid, "VmRSS")
+
+
+def _status_mib(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -351,6 +362,43 @@ def run_latency(env: dict[str, str], rate: int, seconds: float) -> dict[str, flo
     }
 
 
+def run_soak(
+    env: dict[str, str], suffix: str, scratch: Path, rate: int, minutes: int
+) -> list[dict[str, float]]:
+    """One scorer under `rate` tx/s for `minutes`, measured minute by minute (each minute: 10 s
+    unmeasured as in the latency phase, then 50 s), with its resident memory at the end of each
+    minute."""
+    topics = {f"bench-soak-tx-{suffix}": 6, f"bench-soak-dec-{suffix}": 6}
+    asyncio.run(
+        create_topics(env["KAFKA_BOOTSTRAP_SERVERS"], topics | {f"bench-soak-dlq-{suffix}": 1})
+    )
+    soak_env = env | {
+        "TRANSACTIONS_TOPIC": f"bench-soak-tx-{suffix}",
+        "DECISIONS_TOPIC": f"bench-soak-dec-{suffix}",
+        "DLQ_TOPIC": f"bench-soak-dlq-{suffix}",
+        "CONSUMER_GROUP": f"bench-soak-{suffix}",
+        "REDIS_KEY_PREFIX": f"bench-soak-{suffix}:",
+        "METRICS_PORT": str(free_port()),
+    }
+    proc = start_scorer(soak_env, scratch / "scorer-soak.log")
+    minutes_seen: list[dict[str, float]] = []
+    try:
+        for minute in range(1, minutes + 1):
+            window = run_latency(soak_env, rate, 60 - WARMUP_S)
+            window |= {"minute": minute, "rss_mib": rss_mib(proc.pid)}
+            print(
+                f"soak minute {minute}: {window['offered_tx_per_s']:,.0f} tx/s, "
+                f"p50 {window['p50_ms']:.1f} ms, p99 {window['p99_ms']:.1f} ms, "
+                f"RSS {window['rss_mib']:.0f} MiB",
+                flush=True,
+            )
+            minutes_seen.append(window)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    return minutes_seen
+
+
 # -- naive baseline -----------------------------------------------------------------------------
 async def run_naive(env: dict[str, str], model_dir: Path, count: int) -> dict[str, float]:
     import joblib  # type: ignore[import-untyped]
@@ -437,6 +485,8 @@ def main() -> None:
         "--latency-wait-ms", type=int, default=10, help="BATCH_MAX_WAIT_MS of the latency run"
     )
     parser.add_argument("--model", type=Path)
+    parser.add_argument("--soak-minutes", type=int, default=10)
+    parser.add_argument("--soak-rate", type=int, default=0, help="tx/s; 0: 70 %% of --rate")
     parser.add_argument(
         "--phases",
         default="latency,drain,naive",
@@ -564,6 +614,16 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=15)
 
+        soak: list[dict[str, float]] = []
+        if "soak" in phases:
+            soak = run_soak(
+                env | {"BATCH_MAX_WAIT_MS": str(args.latency_wait_ms)},
+                suffix,
+                scratch,
+                args.soak_rate or int(args.rate * 0.7),
+                args.soak_minutes,
+            )
+
         drain: dict[str, float] = {}
         naive: dict[str, float] = {}
         rss_after = float("nan")
@@ -589,6 +649,7 @@ def main() -> None:
             "count": args.count,
             "drain": drain,
             "latency": latency,
+            "soak": soak,
             "peak_rss_mib": rss_after,
             "naive": naive,
             "ratio": drain["tx_per_s"] / naive["tx_per_s"] if drain and naive else None,

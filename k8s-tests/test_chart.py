@@ -116,7 +116,13 @@ def test_every_rendered_manifest_is_accepted_by_the_api_server(
 
 
 def access(
-    kube_client: Any, user: str, verb: str, resource: str, namespace: str = "", **extra: str
+    kube_client: Any,
+    user: str,
+    verb: str,
+    resource: str,
+    namespace: str = "",
+    groups: list[str] | None = None,
+    **extra: str,
 ) -> bool:
     review = client.AuthorizationV1Api(kube_client).create_subject_access_review(
         {
@@ -124,6 +130,7 @@ def access(
             "kind": "SubjectAccessReview",
             "spec": {
                 "user": user,
+                "groups": groups or [],
                 "resourceAttributes": {
                     "verb": verb,
                     "resource": resource,
@@ -172,6 +179,16 @@ def test_operator_rbac_is_least_privilege(
         assert access(kube_client, sa, verb, resource, ns, **extra), (verb, resource)
     for verb, resource, extra in denied:
         assert not access(kube_client, sa, verb, resource, ns, **extra), (verb, resource)
+    # The pipeline's own pods run as `<name>-workload` with no token and no binding: nothing
+    # the chart installs grants it (or every service account) anything.
+    workload = f"system:serviceaccount:{ns}:payments-workload"
+    # With the groups a service account's token carries, as the API server would see it.
+    groups = ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"]
+    for verb, resource, extra in [*allowed, ("get", "pods", {}), ("get", "configmaps", {})]:
+        assert not access(kube_client, workload, verb, resource, ns, groups, **extra), (
+            verb,
+            resource,
+        )
 
 
 def test_watch_namespaces_mode_reconciles_only_its_namespaces(

@@ -29,7 +29,8 @@ AMOUNTS = ["0.01", "1", "2.5", "9.99", "12.3456", "100", "250.75", "999999.9999"
 @st.composite
 def streams(draw: st.DrawFn) -> list[FeatureInput]:
     """Few users, countries and devices so state is shared; time steps that cross every
-    window, repeat a timestamp, or go backwards; replays of earlier tx_ids."""
+    window, repeat a timestamp, go backwards, or jump years ahead or back; replays of earlier
+    tx_ids."""
     size = draw(st.integers(1, 40))
     steps = st.one_of(
         st.just(0.0),
@@ -37,6 +38,9 @@ def streams(draw: st.DrawFn) -> list[FeatureInput]:
         st.floats(90.0, 7200.0),
         st.floats(7200.0, 200_000.0),
         st.floats(-120.0, -0.001),
+        # A producer's clock years off, either way (the decoder accepts any RFC 3339 time).
+        st.floats(3e7, 3e9),
+        st.floats(-3e9, -3e7),
     )
     ts, stream = T0, []
     for i in range(size):

@@ -16,6 +16,11 @@ Stateful semantics, per user, over transactions in arrival order:
 - new_merchant, new_device, new_country: 1 when never seen before for this user.
 - home_country_mismatch: 1 when the user has history and this country differs from the user's
   most frequent earlier country (ties: alphabetically first).
+Timestamps are taken as they come, in arrival order: one earlier than the user's previous
+transaction gets seconds_since_last 0 and windows that end at its own ts; one far ahead (a
+producer's clock years off) counts in no later transaction's window until time reaches it,
+and until then gives each of that user's transactions seconds_since_last 0 (they look like a
+burst). The decoder refuses no time for being early or late, so that history can be replayed.
 A transaction seen again (same tx_id, same timestamp: a replayed or re-sent message) returns
 the values computed the first time and changes nothing: replays never count twice. (Online,
 replay records are kept by the minute of the timestamp, decision 78; offline, by tx_id.)

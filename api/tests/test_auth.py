@@ -4,6 +4,7 @@ configuration, and 401/403 bodies that say what to do."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,6 +25,34 @@ def test_a_key_ring_finds_keys_by_their_hash_only() -> None:
     assert found.allows(Scope.WRITE)
     assert ring.find("Secret") is None
     assert ring.find(hash_key("secret")) is None  # the stored hash is not itself a key
+
+
+def test_a_changed_key_file_is_picked_up_without_a_restart(tmp_path: Path) -> None:
+    """As the kubelet updates a Secret volume: a new file swapped in under the same name."""
+    now = [0.0]
+    path = tmp_path / "keys"
+    path.write_text(key_line("old", "write", "ops") + "\n")
+    ring = KeyRing.load(str(path), None, check_every_s=5, clock=lambda: now[0])
+    assert ring.find("old") is not None
+
+    swapped = tmp_path / "keys.new"
+    swapped.write_text(key_line("new", "read", "ops") + "\n")
+    swapped.replace(path)
+    now[0] = 4.0
+    assert ring.find("old") is not None  # checked at most every check_every_s
+    now[0] = 6.0
+    assert ring.find("old") is None  # revoked
+    found = ring.find("new")
+    assert found is not None
+    assert not found.allows(Scope.WRITE)
+
+    # A file that no longer parses keeps the keys as they were.
+    broken = tmp_path / "keys.broken"
+    broken.write_text("not a key line\n")
+    broken.replace(path)
+    now[0] = 12.0
+    assert ring.find("new") is not None
+    assert len(ring) == 1
 
 
 def test_malformed_key_lines_name_the_line() -> None:

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_s
 from starlette.types import ASGIApp
 
 from fraudpipe_api import errors, page, routes
-from fraudpipe_api.auth import KeyRing, load_keys
+from fraudpipe_api.auth import KeyRing
 from fraudpipe_api.bodylimit import BodySizeLimit
 from fraudpipe_api.config import ApiSettings
 from fraudpipe_api.deps import Clients
@@ -39,7 +39,7 @@ def create_app(
 ) -> FastAPI:
     metrics = ApiMetrics()
     clients = Clients(settings, kafka)
-    keys = KeyRing(load_keys(settings.api_keys_file, settings.api_keys))
+    keys = KeyRing.load(settings.api_keys_file, settings.api_keys)
     state = AppState(
         settings=settings,
         topics=topics,

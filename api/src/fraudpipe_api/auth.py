@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class Scope(StrEnum):
@@ -69,16 +75,70 @@ def load_keys(keys_file: str | None, keys_env: str | None) -> list[ApiKey]:
 
 
 class KeyRing:
-    def __init__(self, keys: list[ApiKey]) -> None:
+    """The configured keys. With `keys_file`, a change of the file (a Secret update the kubelet
+    swaps in, about a minute after `kubectl apply`) is picked up within `check_every_s` of the
+    next lookup: a revoked key stops working without a restart. A file that no longer parses
+    leaves the keys as they were (logged): refusing every client for a typo would be an outage
+    of its own."""
+
+    def __init__(
+        self,
+        keys: list[ApiKey],
+        *,
+        keys_file: str | None = None,
+        keys_env: str | None = None,
+        check_every_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._keys = keys
+        self._file = Path(keys_file) if keys_file else None
+        self._env = keys_env
+        self._check_every_s = check_every_s
+        self._clock = clock
+        self._checked_at = clock()
+        self._seen = self._identity()
+
+    @classmethod
+    def load(cls, keys_file: str | None, keys_env: str | None, **options: Any) -> KeyRing:
+        return cls(
+            load_keys(keys_file, keys_env), keys_file=keys_file, keys_env=keys_env, **options
+        )
 
     def __len__(self) -> int:
+        self._refresh()
         return len(self._keys)
 
     def find(self, token: str) -> ApiKey | None:
+        self._refresh()
         presented = hash_key(token).encode()
         found = None
         for key in self._keys:  # every key is compared: the time does not depend on a match
             if hmac.compare_digest(key.digest.encode(), presented):
                 found = key
         return found
+
+    def _identity(self) -> tuple[int, int, int] | None:
+        """What changes when the file does: a Secret volume swaps in a new file (new inode)."""
+        if self._file is None:
+            return None
+        try:
+            st = self._file.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _refresh(self) -> None:
+        if self._file is None or self._clock() - self._checked_at < self._check_every_s:
+            return
+        self._checked_at = self._clock()
+        seen = self._identity()
+        if seen == self._seen:
+            return
+        try:
+            keys = load_keys(str(self._file), self._env)
+        except (OSError, KeyFileError) as exc:
+            log.error("API keys in %s not reloaded, the previous ones stay: %s", self._file, exc)
+            self._seen = seen  # not retried until the file changes again
+            return
+        self._keys, self._seen = keys, seen
+        log.info("API keys reloaded from %s: %d keys", self._file, len(keys))

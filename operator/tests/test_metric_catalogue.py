@@ -22,7 +22,16 @@ from fraudpipe_scorer.metrics import ScorerMetrics
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 # Labels that would make a series per transaction or per person.
 UNBOUNDED = {"tx_id", "user_id", "card_id", "merchant_id", "device_id", "ip", "path", "url"}
-UNITS = ("_seconds", "_messages", "_transactions", "_bytes", "_ratio", "_percent", "_info")
+UNITS = (
+    "_seconds",
+    "_messages",
+    "_transactions",
+    "_clients",
+    "_bytes",
+    "_ratio",
+    "_percent",
+    "_info",
+)
 # Gauges and histograms without a unit: flags and the model's 0-1 score.
 UNITLESS = {
     "fraudpipe_scorer_shadow_mode",

@@ -137,6 +137,32 @@ def test_a_killed_scorer_loses_and_duplicates_no_transaction(
     check_exactly_once(after, at_least=before["produced"] + 1)
 
 
+def test_an_evicted_scorer_hands_over_and_loses_no_transaction(
+    api_client: client.ApiClient, namespace: str, pipeline: dict[str, Any], target: Target
+) -> None:
+    """An eviction (a node drain) ends the pod gracefully: SIGTERM, the batch in flight
+    committed or left to the next owner, the group left; its partitions move on."""
+    core = client.CoreV1Api(api_client)
+    apps = client.AppsV1Api(api_client)
+    before = kafka_verdict(core, target, namespace)
+    victim = next(p for p in pipeline_pods(core, namespace) if component(p) == "scorer")
+    name = victim.metadata.name
+    core.create_namespaced_pod_eviction(
+        name,
+        namespace,
+        client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=namespace)),
+    )
+    wait_for(
+        lambda: name not in {p.metadata.name for p in pipeline_pods(core, namespace)},
+        "evicted scorer gone",
+        90,
+    )
+    wait_for(lambda: scorer_rolled_out(apps, namespace), "scorer replaced", 180)
+    time.sleep(10)
+    after = kafka_verdict(core, target, namespace)
+    check_exactly_once(after, at_least=before["produced"] + 1)
+
+
 def test_a_rolling_update_of_the_scorer_image_loses_no_transaction(
     api_client: client.ApiClient,
     namespace: str,

@@ -21,11 +21,12 @@ from kubernetes import client, config, utils
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from canary_models import push_candidates, write_variants
-from e2e_checks import PIPELINE, pipeline_body
+from e2e_checks import PIPELINE, PIPELINE_LABEL, pipeline_body
 from e2e_harness import (
     RELEASE,
     RELEASE_NAMESPACE,
     Target,
+    kill_operator,
     model_inputs_key,
     push_model,
     registry_objects,
@@ -155,9 +156,15 @@ def pipelines(api_client: client.ApiClient, namespace: str) -> Pipelines:
 
 @pytest.fixture(scope="module")
 def pipeline(
-    target: Target, operator_chart: str, model_ref: str, pipelines: Pipelines
+    target: Target,
+    operator_chart: str,
+    model_ref: str,
+    pipelines: Pipelines,
+    api_client: client.ApiClient,
 ) -> dict[str, Any]:
-    """The FraudPipeline under test, created once; the last test deletes it."""
+    """The FraudPipeline under test, created once; the last test deletes it. The operator is
+    killed mid-reconcile (its stores created, the rest not yet): the pipeline must still become
+    Ready through the operator's successor."""
     example = yaml.safe_load((EXAMPLES / "local-node.yaml").read_text())
     body = pipeline_body(
         example,
@@ -168,6 +175,21 @@ def pipeline(
         target.postgres_image,
     )
     created = pipelines.create(body)
+    core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+    wait_for(
+        lambda: (
+            apps.list_namespaced_stateful_set(
+                pipelines.namespace, label_selector=f"{PIPELINE_LABEL}={PIPELINE}"
+            ).items
+        ),
+        "the operator reconciling the new pipeline (stores created)",
+        60,
+    )
+    killed = kill_operator(core)
     # The first start pulls nothing but runs a JVM, initdb and a migration on a small node.
     pipelines.wait_condition(PIPELINE, "Ready", within_s=420)
+    operators = core.list_namespaced_pod(
+        RELEASE_NAMESPACE, label_selector="app.kubernetes.io/component=operator"
+    )
+    assert killed not in {p.metadata.name for p in operators.items}
     return created

@@ -261,6 +261,21 @@ def registry_objects(target: Target, namespace: str) -> list[dict[str, Any]]:
     ]
 
 
+def kill_operator(core: client.CoreV1Api) -> str:
+    """Delete the running operator pod with no grace (its Deployment starts another); returns
+    its name. Everything the operator knows lives in the cluster, so its successor resumes."""
+    (operator,) = [
+        pod
+        for pod in core.list_namespaced_pod(
+            RELEASE_NAMESPACE, label_selector="app.kubernetes.io/component=operator"
+        ).items
+        if pod.metadata.deletion_timestamp is None and pod.status.phase == "Running"
+    ]
+    name: str = operator.metadata.name
+    core.delete_namespaced_pod(name, RELEASE_NAMESPACE, grace_period_seconds=0)
+    return name
+
+
 # -- reading Kafka from inside the cluster ------------------------------------------------------
 # The checker pod runs kafka_verdict.py from the e2e image (k8s-tests/e2e/Dockerfile), which
 # carries aiokafka whatever Kafka client the services use; `skaffold verify`'s Job imports the

@@ -46,6 +46,7 @@ from e2e_harness import (
     RELEASE_NAMESPACE,
     Target,
     kafka_verdict,
+    kill_operator,
     local_url,
     port_forward,
 )
@@ -330,17 +331,7 @@ def test_a_good_candidate_is_promoted_through_every_step_losing_no_transaction(
     def kill_the_operator_mid_rollout(state: tuple[str, int]) -> None:
         # The rollout's state lives in the pipeline's status: a new operator resumes it.
         if state == ("Progressing", 50) and not killed:
-            (operator,) = [
-                pod
-                for pod in core.list_namespaced_pod(
-                    RELEASE_NAMESPACE, label_selector="app.kubernetes.io/component=operator"
-                ).items
-                if pod.metadata.deletion_timestamp is None and pod.status.phase == "Running"
-            ]
-            core.delete_namespaced_pod(
-                operator.metadata.name, RELEASE_NAMESPACE, grace_period_seconds=0
-            )
-            killed.append(operator.metadata.name)
+            killed.append(kill_operator(core))
 
     canary, seen = follow(
         core,

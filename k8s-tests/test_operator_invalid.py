@@ -285,21 +285,27 @@ def test_an_impossible_change_is_rejected_naming_the_field(
     assert f"{field}:" in message, f"{case}: {message}"
 
 
-def test_switching_to_external_kafka_leaves_the_flavor_behind(
+def test_switching_to_external_kafka_keeps_the_flavor(
     operator_release: Any, kube_client: Any, k8s_namespace: str
 ) -> None:
-    """The flavor is fixed only while brokers run: leaving for an external Kafka (the managed
-    block dropped, so defaulted back to redpanda) is accepted."""
+    """Leaving for an external Kafka keeps the managed brokers' volumes: the flavor stays as
+    written. Dropping the managed block (its flavor would default back to redpanda) is refused,
+    naming the field; keeping it is accepted."""
     api = client.CustomObjectsApi(kube_client)
     created = create(kube_client, k8s_namespace, body({"kafka": {"managed": {"flavor": "kafka"}}}))
     name = created["metadata"]["name"]
-    spec = created["spec"]
-    spec["kafka"] = {"mode": "external", "external": {"bootstrapServers": ["kafka.example:9092"]}}
-    replaced = api.replace_namespaced_custom_object(
-        GROUP, VERSION, k8s_namespace, PLURAL, name, created
+    external = {"mode": "external", "external": {"bootstrapServers": ["kafka.example:9092"]}}
+    dropped = created | {"spec": created["spec"] | {"kafka": external}}
+    with pytest.raises(ApiException) as refused:
+        api.replace_namespaced_custom_object(GROUP, VERSION, k8s_namespace, PLURAL, name, dropped)
+    assert refused.value.status == 422, refused.value.body
+    assert "spec.kafka.managed.flavor:" in json.loads(refused.value.body)["message"]
+    kept = {**external, "managed": {"flavor": "kafka"}}
+    replaced = api.patch_namespaced_custom_object(
+        GROUP, VERSION, k8s_namespace, PLURAL, name, {"spec": {"kafka": kept}}
     )
     assert replaced["spec"]["kafka"]["mode"] == "external"
-    assert replaced["spec"]["kafka"]["managed"]["flavor"] == "redpanda"
+    assert replaced["spec"]["kafka"]["managed"]["flavor"] == "kafka"
 
 
 def test_growing_partitions_and_renaming_a_topic_are_accepted(

@@ -271,12 +271,13 @@ class Kafka(Model):
                 ".topics",
             ),
             (
-                # On update, between two managed states only: a switch to or from external
-                # Kafka runs no brokers on one side, whatever the (defaulted) flavor says.
-                "oldSelf.mode != 'managed' || self.mode != 'managed' || "
+                # On update, in every mode: a switch to external Kafka leaves the managed
+                # brokers' StatefulSet and volumes in place, and a switch back would start the
+                # other flavor on them. Keep managed.flavor in the spec when switching.
                 "self.managed.flavor == oldSelf.managed.flavor",
-                "managed.flavor cannot change while the brokers run: their volumes hold the "
-                "other flavor's data; create a new pipeline instead",
+                "managed.flavor cannot change: the brokers' volumes (kept when the pipeline "
+                "switches to external Kafka) hold that flavor's data; keep it as it is, or "
+                "create a new pipeline",
                 ".managed.flavor",
             ),
         )
@@ -598,9 +599,11 @@ class Api(Model):
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
         default="ClusterIP",
         description=(
-            "Type of the API's Service. NodePort and LoadBalancer keep external traffic on "
-            "the receiving node (externalTrafficPolicy Local), so the API sees each client's "
-            "own address, which its limit on unknown keys counts by."
+            "Type of the API's Service. LoadBalancer keeps external traffic on the receiving "
+            "node (externalTrafficPolicy Local), so the API sees each client's own address, "
+            "which its limit on unknown keys counts by; behind a NodePort, clients arrive "
+            "from node addresses (name the nodes in trustedProxies only if a proxy there "
+            "sets X-Forwarded-For)."
         ),
     )
     trusted_proxies: list[str] = Field(

@@ -276,9 +276,11 @@ def build_api_service(pipeline: FraudPipeline) -> dict[str, Any]:
         {"http": API_PORT, "metrics": METRICS_PORT},
         service_type=pipeline.spec.api.service_type,
     )
-    if pipeline.spec.api.service_type != "ClusterIP":
+    if pipeline.spec.api.service_type == "LoadBalancer":
         # Cluster would source-NAT external clients to a node's address: all of them would
-        # share the API's limit on unknown keys, and one guesser would lock out the rest.
+        # share the API's limit on unknown keys, and one guesser would lock out the rest. The
+        # load balancer's health checks keep traffic off nodes without an API pod; a NodePort
+        # has no such steering (a node without one would drop it), so it keeps Cluster.
         service["spec"]["externalTrafficPolicy"] = "Local"
     return service
 

@@ -46,12 +46,17 @@ def test_a_changed_key_file_is_picked_up_without_a_restart(tmp_path: Path) -> No
     assert found is not None
     assert not found.allows(Scope.WRITE)
 
-    # A file that no longer parses keeps the keys as they were.
-    broken = tmp_path / "keys.broken"
-    broken.write_text("not a key line\n")
-    broken.replace(path)
+    # A file that no longer parses keeps only the keys it still holds: one removed in the same
+    # edit as the typo is revoked all the same.
+    path.write_text(key_line("new", "read", "ops") + "\n" + key_line("other", "read", "x") + "\n")
     now[0] = 12.0
+    assert ring.find("other") is not None
+    broken = tmp_path / "keys.broken"
+    broken.write_text(key_line("new", "read", "ops") + "\nnot a key line\n")
+    broken.replace(path)
+    now[0] = 18.0
     assert ring.find("new") is not None
+    assert ring.find("other") is None
     assert len(ring) == 1
 
 

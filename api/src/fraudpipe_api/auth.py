@@ -78,7 +78,8 @@ class KeyRing:
     """The configured keys. With `keys_file`, a change of the file (a Secret update the kubelet
     swaps in, about a minute after `kubectl apply`) is picked up within `check_every_s` of the
     next lookup: a revoked key stops working without a restart. A file that no longer parses
-    leaves the keys as they were (logged): refusing every client for a typo would be an outage
+    keeps only the keys whose digest it still holds (logged): a key removed in the same edit as
+    a typo is revoked all the same, while refusing every client for a typo would be an outage
     of its own."""
 
     def __init__(
@@ -136,9 +137,20 @@ class KeyRing:
             return
         try:
             keys = load_keys(str(self._file), self._env)
-        except (OSError, KeyFileError) as exc:
-            log.error("API keys in %s not reloaded, the previous ones stay: %s", self._file, exc)
-            self._seen = seen  # not retried until the file changes again
+        except OSError:
+            return  # mid-swap or gone for a moment: checked again at the next interval
+        except KeyFileError as exc:
+            text = self._file.read_text(errors="replace").lower()
+            kept = [k for k in self._keys if k.digest in text]
+            log.error(
+                "API keys in %s do not parse (%s); %d of the previous %d keys, those still in "
+                "it, stay in force until it is fixed",
+                self._file,
+                exc,
+                len(kept),
+                len(self._keys),
+            )
+            self._keys, self._seen = kept, seen
             return
         self._keys, self._seen = keys, seen
         log.info("API keys reloaded from %s: %d keys", self._file, len(keys))

@@ -262,8 +262,10 @@ def registry_objects(target: Target, namespace: str) -> list[dict[str, Any]]:
 
 
 def kill_operator(core: client.CoreV1Api) -> str:
-    """Delete the running operator pod with no grace (its Deployment starts another); returns
-    its name. Everything the operator knows lives in the cluster, so its successor resumes."""
+    """Kill the running operator pod (1 s grace: SIGTERM, then SIGKILL) and wait until it is
+    gone, so that its successor never runs beside it (the chart's operator is one replica,
+    never two); returns its name. Everything the operator knows lives in the cluster, so its
+    successor resumes."""
     (operator,) = [
         pod
         for pod in core.list_namespaced_pod(
@@ -272,8 +274,24 @@ def kill_operator(core: client.CoreV1Api) -> str:
         if pod.metadata.deletion_timestamp is None and pod.status.phase == "Running"
     ]
     name: str = operator.metadata.name
-    core.delete_namespaced_pod(name, RELEASE_NAMESPACE, grace_period_seconds=0)
+    core.delete_namespaced_pod(name, RELEASE_NAMESPACE, grace_period_seconds=1)
+    wait_gone(core, RELEASE_NAMESPACE, name)
     return name
+
+
+def wait_gone(core: client.CoreV1Api, namespace: str, name: str, within_s: float = 90) -> None:
+    """Until the API server no longer has the pod: its containers have stopped."""
+
+    def gone() -> bool:
+        try:
+            core.read_namespaced_pod(name, namespace)
+        except client.ApiException as error:
+            if error.status == 404:
+                return True
+            raise
+        return False
+
+    wait_for(gone, f"pod {name} gone", within_s)
 
 
 # -- reading Kafka from inside the cluster ------------------------------------------------------

@@ -49,6 +49,7 @@ from e2e_harness import (
     kill_operator,
     local_url,
     port_forward,
+    wait_gone,
 )
 from operator_harness import Pipelines, helm, kubectl, wait_for
 
@@ -153,11 +154,7 @@ def test_an_evicted_scorer_hands_over_and_loses_no_transaction(
         namespace,
         client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=namespace)),
     )
-    wait_for(
-        lambda: name not in {p.metadata.name for p in pipeline_pods(core, namespace)},
-        "evicted scorer gone",
-        90,
-    )
+    wait_gone(core, namespace, name)  # stopped, its batch handed over
     wait_for(lambda: scorer_rolled_out(apps, namespace), "scorer replaced", 180)
     time.sleep(10)
     after = kafka_verdict(core, target, namespace)

@@ -9,9 +9,10 @@
             read_committed reader receiving the decision
   naive     baseline: consume one, features for one (the same Redis script), score one with
             scikit-learn, write one (Redis, Postgres, Kafka), commit one; --naive-count messages
-  soak      (only when asked for) one scorer for --soak-minutes at --soak-rate tx/s (70 % of
-            the measured drain is the usual choice), its p50/p99 and RSS reported each minute:
-            whether latency or memory drift over time
+  soak      (only when asked for) one scorer for --soak-minutes at --soak-rate tx/s (default
+            70 % of --rate), its p50/p99 and RSS reported each minute: whether latency or
+            memory drift over time. Each minute is its own latency window (a reader joins,
+            10 s unmeasured, 50 s measured), so traffic pauses briefly between minutes
 
     uv run python bench/bench_scorer.py [--count 1000000] [--model DIR]
 
@@ -332,7 +333,9 @@ def run_latency(env: dict[str, str], rate: int, seconds: float) -> dict[str, flo
     for i, tx in enumerate(itertools.islice(stream, warmup + total)):
         if (delay := started + i / rate - time.perf_counter()) > 0.001:
             time.sleep(delay)
-        tx_id = f"warm-{i}" if i < warmup else f"{prefix}{i}"
+        # Warm-up ids are unique per call too: the soak calls this minute after minute on one
+        # scorer, and a repeated id would take the replay path.
+        tx_id = f"warm-{prefix}{i}" if i < warmup else f"{prefix}{i}"
         message = tx.message() | {"tx_id": tx_id, "ts": format_utc_timestamp(time.time())}
         producer.produce(env["TRANSACTIONS_TOPIC"], orjson.dumps(message), tx.user_id.encode())
         producer.poll(0)

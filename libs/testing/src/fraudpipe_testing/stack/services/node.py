@@ -409,7 +409,11 @@ def clear_dead_cluster() -> Path | None:
     if record is None and not bridge_exists():
         return None
     # A claim is written before the bridge exists, so a bridge with no live claim is always
-    # a dead cluster's; its folder is known only when its claim file survived.
+    # a dead cluster's; its folder is known only when its claim file survived. Read once more
+    # right before anything is torn down: a cluster that claimed the machine meanwhile lives.
+    latest = _owner_record()
+    if latest is not None and latest != record and _record_alive(latest):
+        return None
     dead = Path(record["workdir"]) if record else Path("/nonexistent/fraudpipe-node")
     _kill_processes_under(dead)
     _kill_shims(dead)

@@ -215,11 +215,18 @@ def test_a_killed_broker_loses_and_duplicates_no_transaction(
     once."""
     core = client.CoreV1Api(api_client)
     before = kafka_verdict(core, target, namespace)
+    killed = time.monotonic()
     broker_back_s = kill_and_wait(core, namespace, [f"{PIPELINE}-kafka-0"])
     time.sleep(15)  # traffic flows again through the restarted broker
-    after = kafka_verdict(core, target, namespace)
+    # The scorers' transactions in flight when the broker died take minutes to settle in some
+    # runs (one of two measured: over 4 minutes, docs/development.md): the checker waits up
+    # to 10 minutes for every transaction's decision rather than judge a recovery in progress.
+    after = kafka_verdict(core, target, namespace, within_s=600)
     check_exactly_once(after, at_least=before["produced"] + 1)
-    print(f"broker killed: Ready again after {broker_back_s:.0f} s")
+    print(
+        f"broker killed: Ready again after {broker_back_s:.0f} s, every transaction decided "
+        f"after {time.monotonic() - killed:.0f} s"
+    )
 
 
 def kill_and_wait(core: client.CoreV1Api, namespace: str, victims: list[str]) -> float:

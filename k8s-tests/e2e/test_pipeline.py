@@ -207,6 +207,7 @@ def test_killed_redis_and_postgres_lose_nothing_and_keep_their_data(
     print(f"stores killed: Ready again after {stores_back_s:.0f} s")
 
 
+@pytest.mark.timeout(1500)
 def test_a_killed_broker_loses_and_duplicates_no_transaction(
     api_client: client.ApiClient, namespace: str, pipeline: dict[str, Any], target: Target
 ) -> None:

@@ -56,6 +56,8 @@ from operator_harness import Pipelines, helm, kubectl, wait_for
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(900)]
 
 SELECTOR = f"fraudpipe.io/pipeline={PIPELINE}"
+# From the killed broker Ready again to every transaction decided (measured: under a minute).
+BROKER_RECOVERY_S = 300
 
 
 def scorer_rolled_out(apps: client.AppsV1Api, namespace: str, image: str | None = None) -> bool:
@@ -205,6 +207,26 @@ def test_killed_redis_and_postgres_lose_nothing_and_keep_their_data(
     # Every alert of before's transactions is still there: they are among after's, reconciled.
     assert after["alerts"] > before["alerts"], (before, after)
     print(f"stores killed: Ready again after {stores_back_s:.0f} s")
+
+
+@pytest.mark.timeout(900)
+def test_a_killed_broker_loses_and_duplicates_no_transaction(
+    api_client: client.ApiClient, namespace: str, pipeline: dict[str, Any], target: Target
+) -> None:
+    """The only broker killed mid-transaction (1 s grace): open transactions abort, a scorer
+    whose producer hangs on the vanished coordinator replaces it (decision 85), the producer
+    resends; every transaction decided once within BROKER_RECOVERY_S of the broker's return."""
+    core = client.CoreV1Api(api_client)
+    before = kafka_verdict(core, target, namespace)
+    killed = time.monotonic()
+    broker_back_s = kill_and_wait(core, namespace, [f"{PIPELINE}-kafka-0"])
+    time.sleep(15)  # traffic flows again through the restarted broker
+    after = kafka_verdict(core, target, namespace, within_s=BROKER_RECOVERY_S)
+    check_exactly_once(after, at_least=before["produced"] + 1)
+    print(
+        f"broker killed: Ready again after {broker_back_s:.0f} s, every transaction decided "
+        f"after {time.monotonic() - killed:.0f} s"
+    )
 
 
 def kill_and_wait(core: client.CoreV1Api, namespace: str, victims: list[str]) -> float:

@@ -194,7 +194,11 @@ class Scorer:
             # aborted now, so this run's offset fetch does not wait for the broker's timeout.
             try:
                 for producer in txns:
-                    await self._retry("kafka", functools.partial(asyncio.to_thread, producer.open))
+                    await self._retry(
+                        "kafka",
+                        functools.partial(asyncio.to_thread, producer.open),
+                        attempt_s=producer.longest_call_s,
+                    )
             except BatchAbandonedError as exc:
                 log.warning("stopped before Kafka could be reached: %s", exc)
                 return
@@ -316,7 +320,11 @@ class Scorer:
                     log.warning("%s", exc)
                     return
                 except TransactionFailedError as exc:
-                    await self._rewind(consumer, exc)
+                    try:
+                        await self._rewind(consumer, exc)
+                    except BatchAbandonedError as abandoned:
+                        log.warning("%s", abandoned)
+                        return
 
     def _records(self, consumer: Consumer, fetched: list[Message]) -> list[Record]:
         owned = self._owned
@@ -346,6 +354,9 @@ class Scorer:
         self._to_commit = []
         self._seek_to_first(consumer, [r for batch in self._uncommitted for r in batch.records])
         self._uncommitted.clear()
+        if exc.outcome_unknown:
+            log.warning("kafka transaction outcome unknown (%s); settling it", exc)
+            await self._resume_from_committed(consumer)
         if exc.stale_member:
             # This scorer was a zombie: the next consume rejoins the group.
             log.warning("transaction refused, not a group member any more: %s", exc)
@@ -356,6 +367,35 @@ class Scorer:
             "kafka transaction failed (%s); batches rewound, retrying in %.1f s", exc, delay
         )
         await asyncio.sleep(delay)
+
+    async def _resume_from_committed(self, consumer: Consumer) -> None:
+        """A transaction may have committed, or not: every producer is replaced (one hung; the
+        others may have the same stale coordinator), each replacement takes its transactional
+        id over (which completes or aborts what the old one held), and then the
+        group's committed offsets say where each partition resumes (read_committed asks for
+        stable offsets, so none is read while a transaction holding offsets is pending)."""
+        parts = self._parts
+        assert parts is not None
+        for producer in parts.txns:
+            producer.renew()
+            await self._retry(
+                "kafka",
+                functools.partial(asyncio.to_thread, producer.open),
+                attempt_s=producer.longest_call_s,
+            )
+        owned = [TopicPartition(topic, partition) for topic, partition in sorted(self._owned)]
+        if not owned:
+            return  # whoever is assigned them next starts from the committed offsets anyway
+        committed = await self._retry(
+            "kafka",
+            functools.partial(asyncio.to_thread, consumer.committed, owned, timeout=10),
+        )
+        for tp in committed:
+            if tp.offset >= 0 and (tp.topic, tp.partition) in self._owned:
+                consumer.seek(tp)
+                log.info(
+                    "resumed %s[%d] at its committed offset %d", tp.topic, tp.partition, tp.offset
+                )
 
     def _seek_to_first(self, consumer: Consumer, records: Sequence[Record]) -> None:
         first: dict[tuple[str, int], int] = {}
@@ -690,12 +730,18 @@ class Scorer:
         for _, rejection in prepared.result.rejections:
             m.dlq.labels(rejection.code).inc()
 
-    async def _retry(self, dependency: str, action: Callable[[], Awaitable[T]]) -> T:
+    async def _retry(
+        self,
+        dependency: str,
+        action: Callable[[], Awaitable[T]],
+        *,
+        attempt_s: float = ATTEMPT_TIMEOUT_S,
+    ) -> T:
         delay = 0.1
         while True:
             # No attempt outlives the shutdown grace: one stuck on a dead connection would
             # hold the exit past it.
-            limit = ATTEMPT_TIMEOUT_S
+            limit = attempt_s
             if self._give_up_at is not None:
                 limit = min(limit, max(self._give_up_at - time.monotonic(), 0.05))
             try:

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as WaitTimeoutError
+from typing import Any, TypeVar, cast
 
 import asyncpg
 import orjson
@@ -26,6 +31,7 @@ from fraudpipe_common.kafka import KafkaSettings
 from fraudpipe_scorer.scoring import Record
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 # One command for the whole batch: a pipeline of SETs costs the client several microseconds a
@@ -171,9 +177,59 @@ class TransactionFailedError(RuntimeError):
     """A batch's transaction did not commit (aborted, or its outcome unknown after a timeout):
     nothing of it is visible to read_committed readers and its offsets did not move."""
 
-    def __init__(self, message: str, *, stale_member: bool = False) -> None:
+    def __init__(
+        self, message: str, *, stale_member: bool = False, outcome_unknown: bool = False
+    ) -> None:
         super().__init__(message)
         self.stale_member = stale_member
+        # The transaction may have committed after all: where to resume is the group's
+        # committed offsets, once the transaction is settled, not the first uncommitted batch.
+        self.outcome_unknown = outcome_unknown
+
+
+class ProducerStuckError(TransactionFailedError):
+    """A blocking producer call outlived its own timeout by far: librdkafka can wait forever
+    for a group coordinator that went away (confluentinc/librdkafka issues 5456 and 5511, seen
+    here when the only broker was killed). The producer is replaced before its next use; the
+    replacement's init_transactions fences it and settles its transaction."""
+
+    def __init__(self, call: str, waited_s: float) -> None:
+        super().__init__(
+            f"the producer's {call} did not return within {waited_s:.0f} s", outcome_unknown=True
+        )
+
+
+class _CallThread:
+    """One producer's blocking calls, run on a daemon thread of its own so that the caller can
+    stop waiting for one that never returns (abandoned with its producer, it holds up nothing,
+    not even the process's exit)."""
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def call(self, fn: Callable[[], Any], *, within_s: float, what: str) -> Any:
+        done: Future[Any] = Future()
+        self._calls.put((fn, done))
+        try:
+            return done.result(within_s)
+        except WaitTimeoutError:
+            raise ProducerStuckError(what, within_s) from None
+
+    def then_stop(self, fn: Callable[[], Any]) -> None:
+        """Run `fn` after whatever call is running (if it ever returns), then stop."""
+        self._calls.put((fn, Future()))
+        self._calls.put(None)
+
+    def _serve(self) -> None:
+        while (item := self._calls.get()) is not None:
+            fn, done = item
+            try:
+                done.set_result(fn())
+            except BaseException as exc:
+                done.set_exception(exc)
 
 
 class DecisionTransactions:
@@ -196,8 +252,13 @@ class DecisionTransactions:
     transaction while the other producer's commits (decision 78).
 
     Every method blocks: the service calls them from a worker thread (librdkafka releases the
-    GIL, and its own threads batch, compress and send).
+    GIL, and its own threads batch, compress and send). librdkafka's blocking calls run on a
+    thread of the producer's own, and one that outlives its timeout by STUCK_GRACE_S raises
+    ProducerStuckError: the producer is then replaced by a new one under the same
+    transactional id (decision 85).
     """
+
+    STUCK_GRACE_S = 5.0
 
     def __init__(
         self,
@@ -214,29 +275,30 @@ class DecisionTransactions:
         self._decisions_topic = decisions_topic
         self._dlq_topic = dlq_topic
         self._timeout_s = request_timeout_s
-        self._producer = Producer(
-            kafka.librdkafka()
-            | {
-                "transactional.id": transactional_id,
-                "transaction.timeout.ms": transaction_timeout_ms,
-                # The Java client's default partitioner: decisions land where any Kafka client
-                # would put their key.
-                "partitioner": "murmur2_random",
-                "compression.type": "lz4",
-                # A transaction's records are produced in one burst: a short linger still
-                # sends them as one request per partition (several cost the broker ~40 % more
-                # CPU), and they travel while the offsets are sent.
-                "linger.ms": 5,
-                # Room for the largest message the DLQ must carry back (1 MiB value + headers).
-                "message.max.bytes": 2_097_152,
-                # The next transaction often starts before the broker wrote the last one's
-                # markers: "concurrent transactions" is retried after this long, and not
-                # exponentially longer each time (librdkafka's default grows to 1 s; at 5 ms a
-                # transaction takes ~13 ms median on the local broker, at 100 ms ~110 ms).
-                "retry.backoff.ms": 5,
-                "retry.backoff.max.ms": 5,
-            }
-        )
+        self._transactional_id = transactional_id
+        self._config = kafka.librdkafka() | {
+            "transactional.id": transactional_id,
+            "transaction.timeout.ms": transaction_timeout_ms,
+            # The Java client's default partitioner: decisions land where any Kafka client
+            # would put their key.
+            "partitioner": "murmur2_random",
+            "compression.type": "lz4",
+            # A transaction's records are produced in one burst: a short linger still
+            # sends them as one request per partition (several cost the broker ~40 % more
+            # CPU), and they travel while the offsets are sent.
+            "linger.ms": 5,
+            # Room for the largest message the DLQ must carry back (1 MiB value + headers).
+            "message.max.bytes": 2_097_152,
+            # The next transaction often starts before the broker wrote the last one's
+            # markers: "concurrent transactions" is retried after this long, and not
+            # exponentially longer each time (librdkafka's default grows to 1 s; at 5 ms a
+            # transaction takes ~13 ms median on the local broker, at 100 ms ~110 ms).
+            "retry.backoff.ms": 5,
+            "retry.backoff.max.ms": 5,
+        }
+        self._producer = Producer(self._config)
+        self._calls = _CallThread(f"txn-{transactional_id}")
+        self._stuck = False  # replace the producer before its next use
         self._initialised = False
         self._open = False  # a transaction begun and neither committed nor aborted
 
@@ -251,10 +313,10 @@ class DecisionTransactions:
         all sent and acknowledged, and leave it open: `finish` commits it, `abort` drops it.
         On failure nothing stays open and TransactionFailedError (or ProducerFencedError)
         says why."""
-        p = self._producer
         with self._translated():
             if not self._initialised:
                 self._resumed(self.open)
+            p = self._producer
             p.begin_transaction()
             self._open = True
             try:
@@ -269,11 +331,17 @@ class DecisionTransactions:
                 # flush then finds them sent, and the commit, run while the next transaction
                 # is prepared, has nothing left to send.
                 self._resumed(
-                    lambda: p.send_offsets_to_transaction(
-                        list(offsets), group_metadata, self._timeout_s
+                    lambda: self._bounded(
+                        "send_offsets_to_transaction",
+                        lambda: p.send_offsets_to_transaction(
+                            list(offsets), group_metadata, self._timeout_s
+                        ),
                     )
                 )
                 self._flushed()
+            except ProducerStuckError:
+                self._abandon()
+                raise
             except KafkaException as exc:
                 if exc.args[0].fatal():
                     raise  # fenced: the producer can do nothing more, not even abort
@@ -287,8 +355,15 @@ class DecisionTransactions:
         p = self._producer
         with self._translated():
             try:
-                self._resumed(lambda: p.commit_transaction(self._timeout_s))
+                self._resumed(
+                    lambda: self._bounded(
+                        "commit_transaction", lambda: p.commit_transaction(self._timeout_s)
+                    )
+                )
                 self._open = False
+            except ProducerStuckError:
+                self._abandon()
+                raise
             except KafkaException as exc:
                 if not exc.args[0].txn_requires_abort():
                     raise  # neither retriable nor abortable: librdkafka says treat it as fatal
@@ -298,8 +373,17 @@ class DecisionTransactions:
     def abort(self) -> None:
         """Drop the open transaction (records and offsets), if any."""
         if self._open:
+            p = self._producer
             with self._translated():
-                self._resumed(lambda: self._producer.abort_transaction(self._timeout_s))
+                try:
+                    self._resumed(
+                        lambda: self._bounded(
+                            "abort_transaction", lambda: p.abort_transaction(self._timeout_s)
+                        )
+                    )
+                except ProducerStuckError:
+                    self._abandon()
+                    raise
                 self._open = False
 
     @contextlib.contextmanager
@@ -319,16 +403,59 @@ class DecisionTransactions:
             ) from exc
 
     def _flushed(self) -> None:
-        while self._producer.flush(self._timeout_s) > 0:
+        p = self._producer
+        while self._bounded("flush", lambda: p.flush(self._timeout_s)) > 0:
             self._on_retry()
             log.warning("kafka: records not delivered after %.0f s; waiting on", self._timeout_s)
 
     def open(self) -> None:
         """init_transactions: takes the transactional id over, aborting what a previous run
-        under it left open, so the group's offsets are readable at once. Raises a retriable
-        KafkaException while the broker is unreachable: calling again resumes."""
-        self._producer.init_transactions(self._timeout_s)
+        (or an abandoned producer of this one) under it left open, so the group's offsets are
+        readable at once. Raises a retriable KafkaException while the broker is unreachable:
+        calling again resumes."""
+        if self._stuck:
+            self._replace()
+        p = self._producer
+        try:
+            self._bounded("init_transactions", lambda: p.init_transactions(self._timeout_s))
+        except ProducerStuckError:
+            self._abandon()
+            raise
         self._initialised = True
+
+    @property
+    def longest_call_s(self) -> float:
+        """How long one call may block before ProducerStuckError: callers waiting on a call
+        must wait longer than this, or a second call would run beside the first."""
+        return self._timeout_s + self.STUCK_GRACE_S + 1.0
+
+    def _bounded(self, what: str, call: Callable[[], T]) -> T:
+        return cast(
+            T,
+            self._calls.call(call, within_s=self._timeout_s + self.STUCK_GRACE_S, what=what),
+        )
+
+    def _abandon(self) -> None:
+        """The producer hangs in a call: nothing more is asked of it, and the transaction it
+        holds is settled by its replacement's init_transactions (which bumps the epoch)."""
+        self.renew()
+        log.warning("kafka: transactional producer %s hangs; replacing it", self._transactional_id)
+
+    def renew(self) -> None:
+        """Go on with a new producer under the same transactional id, from the next `open`:
+        after one producer hung, the others hold the same stale view of the coordinators."""
+        self._stuck = True
+        self._open = False
+        self._initialised = False
+
+    def _replace(self) -> None:
+        stuck = self._producer
+        # Its call may return one day (fenced by then): only then is it torn down, on its own
+        # thread.
+        self._calls.then_stop(lambda: stuck.purge())
+        self._producer = Producer(self._config)
+        self._calls = _CallThread(f"txn-{self._transactional_id}")
+        self._stuck = False
 
     def _resumed(self, call: Callable[[], object]) -> None:
         """Call a blocking transactional API until it succeeds or fails for good: librdkafka
@@ -363,6 +490,8 @@ class DecisionTransactions:
     def close(self) -> None:
         """Abort a transaction left open by a failure; nothing else is ever pending."""
         if self._open:
-            with contextlib.suppress(KafkaException):
-                self._producer.abort_transaction(self._timeout_s)
+            p = self._producer
+            with contextlib.suppress(KafkaException, ProducerStuckError):
+                self._bounded("abort_transaction", lambda: p.abort_transaction(self._timeout_s))
             self._open = False
+        self._calls.then_stop(lambda: None)

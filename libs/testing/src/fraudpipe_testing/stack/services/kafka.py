@@ -105,9 +105,14 @@ class KafkaService:
         )
         if fmt.returncode != 0:
             raise StackError(f"kafka: storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
+        return self.restart(workdir, port)
+
+    def restart(self, workdir: Path, port: int) -> Running:
+        """Start the broker on a formatted data directory: again after it was killed, with its
+        data and its port (tests of a broker's death)."""
         proc = spawn(
             self.name,
-            java_command(workdir, "kafka.Kafka", str(config)),
+            java_command(workdir, "kafka.Kafka", str(workdir / "server.properties")),
             workdir / "kafka.log",
             env={"KAFKA_HEAP_OPTS": ""},
         )

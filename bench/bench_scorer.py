@@ -270,19 +270,21 @@ def run_drain(
     }
 
 
-def run_latency(env: dict[str, str], rate: int, seconds: float) -> dict[str, float]:
-    """Offer `rate` tx/s and time each decision's arrival at a read_committed reader.
+def read_latencies(
+    bootstrap: str,
+    topic: str,
+    prefix: str,
+    total: int,
+    give_up_s: float,
+    joined: Any,
+    results: Any,
+) -> None:
+    """The read_committed reader, in a process of its own: each decision's arrival time and
+    its latency (arrival minus event timestamp), for `total` decisions of this run (`prefix`).
+    A thread beside the sender would wait for the sender's GIL (up to the 5 ms switch
+    interval) before it could note the time, and the harness would measure itself."""
+    from confluent_kafka import Consumer
 
-    librdkafka on both ends (the reader in its own thread): the harness must add as little
-    latency and take as little CPU as it can, or it measures itself."""
-    import threading
-
-    from confluent_kafka import Consumer, Producer
-
-    from fraudpipe_common.contracts.transactions import format_utc_timestamp
-    from fraudpipe_common.synthetic import TrafficConfig, generate
-
-    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -293,38 +295,66 @@ def run_latency(env: dict[str, str], rate: int, seconds: float) -> dict[str, flo
             "fetch.wait.max.ms": 5,
         }
     )
-    consumer.subscribe([env["DECISIONS_TOPIC"]])
+    consumer.subscribe([topic])
     deadline = time.monotonic() + 30
     while not consumer.assignment() and time.monotonic() < deadline:
         consumer.poll(0.1)  # joins the group; its positions are the current ends
-    producer = Producer({"bootstrap.servers": bootstrap, "compression.type": "lz4", "linger.ms": 1})
-    prefix = f"lat-{uuid.uuid4().hex[:6]}-"
-    stream = generate(TrafficConfig(fraud_rate=0.01, seed=11))
-    latencies: list[float] = []
-    slow_by_second: collections.Counter[int] = collections.Counter()  # > 50 ms, by arrival
-    total = int(rate * seconds)
-
-    def read() -> None:
-        stop_at = time.monotonic() + seconds + WARMUP_S + 60
-        while len(latencies) < total and time.monotonic() < stop_at:
-            # poll returns at the first message (consume would wait to fill its batch or for
-            # its whole timeout); what is already fetched behind it comes in one consume.
-            first = consumer.poll(0.1)
-            if first is None:
+    joined.set()
+    arrivals: list[tuple[float, float]] = []
+    stop_at = time.monotonic() + give_up_s
+    while len(arrivals) < total and time.monotonic() < stop_at:
+        # poll returns at the first message (consume would wait to fill its batch or for its
+        # whole timeout); what is already fetched behind it comes in one consume.
+        first = consumer.poll(0.1)
+        if first is None:
+            continue
+        for message in [first, *consumer.consume(1000, 0)]:
+            now = time.time()
+            if message.error() is not None:
                 continue
-            for message in [first, *consumer.consume(1000, 0)]:
-                now = time.time()
-                if message.error() is not None:
-                    continue
-                d = orjson.loads(message.value() or b"{}")
-                if d["tx_id"].startswith(prefix) and d["track"] != "shadow":
-                    event = dt.datetime.fromisoformat(d["event_ts"]).timestamp()
-                    latencies.append(now - event)
-                    if now - event > 0.05:
-                        slow_by_second[int(now)] += 1
+            d = orjson.loads(message.value() or b"{}")
+            if d["tx_id"].startswith(prefix) and d["track"] != "shadow":
+                event = dt.datetime.fromisoformat(d["event_ts"]).timestamp()
+                arrivals.append((now, now - event))
+    consumer.close()
+    results.put(arrivals)
 
-    reader = threading.Thread(target=read, daemon=True)
+
+def run_latency(env: dict[str, str], rate: int, seconds: float) -> dict[str, float]:
+    """Offer `rate` tx/s and time each decision's arrival at a read_committed reader.
+
+    librdkafka on both ends, the reader in a process of its own: the harness must add as
+    little latency and take as little CPU as it can, or it measures itself."""
+    import multiprocessing
+
+    from confluent_kafka import Producer
+
+    from fraudpipe_common.contracts.transactions import format_utc_timestamp
+    from fraudpipe_common.synthetic import TrafficConfig, generate
+
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    prefix = f"lat-{uuid.uuid4().hex[:6]}-"
+    total = int(rate * seconds)
+    spawn = multiprocessing.get_context("spawn")
+    joined, results = spawn.Event(), spawn.Queue()
+    reader = spawn.Process(
+        target=read_latencies,
+        args=(
+            bootstrap,
+            env["DECISIONS_TOPIC"],
+            prefix,
+            total,
+            seconds + WARMUP_S + 60,
+            joined,
+            results,
+        ),
+        daemon=True,
+    )
     reader.start()
+    if not joined.wait(60):
+        raise SystemExit("latency: the reader did not join its group within 60 s")
+    producer = Producer({"bootstrap.servers": bootstrap, "compression.type": "lz4", "linger.ms": 1})
+    stream = generate(TrafficConfig(fraud_rate=0.01, seed=11))
     started = time.perf_counter()
     sent = 0
     # The first WARMUP_S of traffic is not measured: the group has just formed and the
@@ -342,16 +372,18 @@ def run_latency(env: dict[str, str], rate: int, seconds: float) -> dict[str, flo
         sent += 1
     offered = sent / (time.perf_counter() - started)
     producer.flush(10)
-    reader.join()
-    consumer.close()
-    if len(latencies) < total:
-        raise SystemExit(f"latency: {len(latencies)} of {total} decisions arrived")
-    latencies.sort()
+    arrivals: list[tuple[float, float]] = results.get()
+    reader.join(10)
+    if len(arrivals) < total:
+        raise SystemExit(f"latency: {len(arrivals)} of {total} decisions arrived")
+    # Whether the tail is a few clustered stalls or spread thin: decisions over 50 ms by the
+    # second of their arrival, counted from the first such second.
+    slow_by_second = collections.Counter(int(at) for at, lat in arrivals if lat > 0.05)
     if slow_by_second:
-        # Whether the tail is a few clustered stalls or spread thin: seconds from the first.
         first = min(slow_by_second)
         profile = ", ".join(f"{t - first}s:{n}" for t, n in sorted(slow_by_second.items()))
         print(f"  decisions over 50 ms by second of arrival: {profile}")
+    latencies = sorted(lat for _, lat in arrivals)
 
     def pct(p: float) -> float:
         return latencies[min(int(p * len(latencies)), len(latencies) - 1)] * 1000

@@ -37,6 +37,23 @@ REGISTRY_PORT = 5000
 LOCAL_IMAGE_REPO = "localhost/fraudpipe"
 
 
+# Each fault scenario's measured recovery beside its limit; hack/e2e prints it at the end.
+RECOVERY_REPORT = Path(
+    os.environ.get("FRAUDPIPE_E2E_RECOVERY_REPORT", str(REPO / "build" / "e2e-recovery.json"))
+)
+
+
+def report_recovery(scenario: str, what: str, seconds: float, limit_s: float) -> None:
+    """Record how long a scenario took to recover (RECOVERY_REPORT), then hold it to its
+    limit."""
+    report = json.loads(RECOVERY_REPORT.read_text()) if RECOVERY_REPORT.exists() else {}
+    report[scenario] = {"recovered": what, "seconds": round(seconds, 1), "limit_s": limit_s}
+    RECOVERY_REPORT.parent.mkdir(parents=True, exist_ok=True)
+    RECOVERY_REPORT.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{scenario}: {what} after {seconds:.0f} s (limit {limit_s:.0f} s)")
+    assert seconds <= limit_s, f"{scenario}: {what} after {seconds:.0f} s, over {limit_s:.0f} s"
+
+
 def env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 

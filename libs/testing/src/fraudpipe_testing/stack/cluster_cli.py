@@ -5,6 +5,8 @@ hack/cluster down               stop it; no process, mount, bridge, iptables rul
 hack/cluster status             healthy, unhealthy, failed or stopped
 hack/cluster env                `export` lines: eval "$(hack/cluster env)"
 hack/cluster import TARBALL...  import image tarballs into the node's containerd (k8s.io)
+hack/cluster restart-containerd stop the node's containerd and start it again (a fault the
+                                end-to-end suite injects; the containers keep running)
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=["up", "down", "status", "env", "import"])
+    parser.add_argument(
+        "command", choices=["up", "down", "status", "env", "import", "restart-containerd"]
+    )
     parser.add_argument("tarballs", nargs="*", metavar="TARBALL", help="for import")
     args = parser.parse_args(argv)
     stack = cluster()
@@ -70,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
             stack.env()  # refuses when no cluster runs
             import_images(stack.root / "node", [Path(t) for t in args.tarballs])
             print(f"imported {len(args.tarballs)} tarball(s) into {stack.root}", file=sys.stderr)
+        elif args.command == "restart-containerd":
+            node = NodeClusterService()
+            stack.update("node", node.restart_containerd)
+            print("containerd restarted", file=sys.stderr)
         else:
             state = stack.status()["node"]
             print(f"node          {state}")

@@ -6,7 +6,7 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -101,6 +101,16 @@ class Stack:
                 state[name] = self.services[name].start(workdir)
                 self._save(state)
             return self._env(state, wanted)
+
+    def update(self, name: str, change: Callable[[Running], Running]) -> None:
+        """Replace a running service's record by what `change` makes of it (a fault that
+        restarts one of its processes: its new pid)."""
+        with self._locked():
+            state = self._load()
+            if name not in state:
+                raise StackError(f"{name} is not running")
+            state[name] = change(state[name])
+            self._save(state)
 
     def down(self, names: Iterable[str] | None = None) -> None:
         wanted = self._validated(names)

@@ -22,8 +22,10 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -761,14 +763,33 @@ class NodeClusterService:
         stop_all([p for p in procs if p.name in CONTROL_PLANE], workdir)
         host_cleanup(workdir, ip_forward_before)
 
+    # -- faults -----------------------------------------------------------------------------
+    def restart_containerd(self, running: Running) -> Running:
+        """Stop containerd (SIGTERM to it alone: the shims, in process groups of their own,
+        keep every container running) and start it again on the same state, as a node's
+        `systemctl restart containerd` does; returns the record with the new pid."""
+        workdir = Path(running.extra["workdir"])
+        at = running.extra["names"].index("containerd")
+        old = running.pids[at]
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(old, signal.SIGTERM)
+        wait_until(lambda: not alive(old), what="containerd stopped", timeout=30, interval=0.2)
+        proc = self._spawn_containerd(workdir)
+        pids = list(running.pids)
+        pids[at] = proc.pid
+        return replace(running, pids=pids)
+
     # -- components -------------------------------------------------------------------------
     def _containerd(self, workdir: Path) -> Spawned:
         root = containerd_root(workdir)
         root.mkdir(parents=True, exist_ok=True)
         (workdir / "cni").mkdir()
         (workdir / "cni" / "10-fraudpipe.conflist").write_text(json.dumps(cni_config(workdir)))
+        (workdir / "containerd.toml").write_text(containerd_config(workdir))
+        return self._spawn_containerd(workdir)
+
+    def _spawn_containerd(self, workdir: Path) -> Spawned:
         config = workdir / "containerd.toml"
-        config.write_text(containerd_config(workdir))
         proc = spawn(
             "containerd",
             [str(toolchain.find("containerd")), f"--config={config}", "--log-level=warn"],

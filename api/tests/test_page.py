@@ -7,13 +7,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from .harness import READ_TOKEN, WRITE_TOKEN, ApiProcess, alert_row, insert_alerts, run
+from .test_request_limits import metric
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.kafka]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -72,9 +75,18 @@ def test_an_analyst_signs_in_filters_drills_down_and_labels(
             expect(page.locator("#drill")).to_have_text("alice")
             assert set(_rows(page)) == {"tx-9f2c01", "tx-9f2c02"}
 
+            # The sign-in key lives in an HttpOnly cookie: no script on the page can read it.
+            assert page.evaluate("document.cookie") == ""
+            assert page.evaluate("localStorage.getItem('fraudpipe.key')") is None
+            (cookie,) = page.context.cookies()
+            assert cookie["httpOnly"], cookie
+            assert cookie["sameSite"] == "Strict", cookie
+
             # Feedback with a read key is refused, with the reason shown.
             page.fill("#analyst", "ann")
             page.dispatch_event("#analyst", "change")
+            page.fill("#key", READ_TOKEN)
+            page.dispatch_event("#key", "change")
             row = page.locator("tr[data-tx='tx-9f2c01']")
             row.locator("button[data-label=fraud]").click()
             expect(page.locator("#message")).to_contain_text("403")
@@ -109,3 +121,41 @@ def test_an_analyst_signs_in_filters_drills_down_and_labels(
                 shutil.copy(shot, DOCS / "api-analyst-page.png")
         finally:
             browser.close()
+
+
+async def test_sign_in_keeps_the_key_from_scripts_and_the_page_runs_only_its_own_scripts(
+    api_env: dict[str, str], start_api: Callable[..., ApiProcess]
+) -> None:
+    api = start_api(api_env, AUTH_FAILURE_LIMIT="3")
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        login = await client.get("/")
+        assert login.status_code == 401
+        policy = login.headers["content-security-policy"]
+        assert "script-src 'self'" in policy
+        assert "default-src 'none'" in policy
+        assert "frame-ancestors 'none'" in policy
+        assert "<script>" not in login.text  # nothing inline for the policy to allow
+        assert (
+            (await client.get("/ui/login.js")).headers["content-type"].startswith("text/javascript")
+        )
+        assert (await client.get("/ui/other.js")).status_code == 404
+
+        # Another origin cannot sign this browser in; an unknown key is refused and counted.
+        foreign = await client.post(
+            "/ui/session", json={"key": READ_TOKEN}, headers={"Origin": "https://evil.example"}
+        )
+        assert foreign.status_code == 403
+        assert "fraudpipe_key" not in foreign.headers.get("set-cookie", "")
+        unknown = await client.post("/ui/session", json={"key": "fpk_guess"})
+        assert unknown.status_code == 401
+
+        signed = await client.post("/ui/session", json={"key": READ_TOKEN})
+        assert signed.status_code == 204
+        cookie = signed.headers["set-cookie"].lower()
+        assert "httponly" in cookie
+        assert "samesite=strict" in cookie
+        page = await client.get("/")
+        assert page.status_code == 200
+        assert "content-security-policy" in page.headers
+        assert '<script src="/ui/page.js"></script>' in page.text
+    assert await metric(api, "fraudpipe_api_auth_failures_total") == 1

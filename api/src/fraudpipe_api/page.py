@@ -2,9 +2,12 @@
 
 The alert table is rendered on the server and refreshed every few seconds from `/ui/alerts`
 (the same rows, rendered the same way). Feedback buttons call the JSON API with the analyst's
-key (kept in the browser's localStorage, sent as a bearer token, never as a cookie, so a forged
-cross-site form cannot write). When reads need a key, the page takes the key from a
-same-site cookie the page itself sets, for GETs only.
+write key (typed into the page, kept in the browser's localStorage, sent as a bearer token,
+never as a cookie, so a forged cross-site form cannot write). When reads need a key, sign-in
+posts it to `/ui/session`, which checks it and keeps it in an HttpOnly, SameSite=Strict cookie
+that no script can read and only `/` and `/ui/alerts` accept. Every response of the page
+carries a Content-Security-Policy that runs only the page's own script files (no inline
+script, nothing from elsewhere), so injected markup cannot run code.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel, Field
 
 from fraudpipe_api import queries
 from fraudpipe_api.auth import Scope
@@ -24,12 +29,22 @@ from fraudpipe_api.security import authenticate
 from fraudpipe_api.state import AppState
 
 KEY_COOKIE = "fraudpipe_key"
-STYLE = (Path(__file__).parent / "templates" / "style.css").read_text()
+TEMPLATES = Path(__file__).parent / "templates"
+STYLE = (TEMPLATES / "style.css").read_text()
+SCRIPTS = {name: (TEMPLATES / name).read_text() for name in ("page.js", "login.js")}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 PAGE_SIZE = 100
 
 router = APIRouter(include_in_schema=False)
 templates = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    loader=FileSystemLoader(TEMPLATES),
     autoescape=select_autoescape(["html"]),
 )
 
@@ -58,6 +73,10 @@ async def _rows(
 
 def _render(name: str, **context: Any) -> str:
     return templates.get_template(name).render(**context)
+
+
+def _html(body: str, status_code: int = 200) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status_code, headers=SECURITY_HEADERS)
 
 
 def _filters(
@@ -97,10 +116,10 @@ async def index(
     if request.headers.get("authorization"):
         authenticate(request, state, Scope.READ)
     elif not _can_read(request, state):
-        return HTMLResponse(_render("login.html"), status_code=401)
+        return _html(_render("login.html"), status_code=401)
     user, verdict, score, problem = _filters(user_id, decision, min_score)
     rows = await _rows(state, user, verdict, score)
-    return HTMLResponse(
+    return _html(
         _render(
             "index.html",
             rows=rows,
@@ -115,7 +134,49 @@ async def index(
 
 @router.get("/ui/style.css")
 async def stylesheet() -> Response:
-    return Response(STYLE, media_type="text/css", headers={"Cache-Control": "max-age=300"})
+    return Response(
+        STYLE, media_type="text/css", headers={"Cache-Control": "max-age=300"} | SECURITY_HEADERS
+    )
+
+
+@router.get("/ui/{name}.js")
+async def script(name: str) -> Response:
+    source = SCRIPTS.get(f"{name}.js")
+    if source is None:
+        raise ApiError(404, "not_found", "no such script")
+    return Response(
+        source,
+        media_type="text/javascript",
+        headers={"Cache-Control": "max-age=300"} | SECURITY_HEADERS,
+    )
+
+
+class SignIn(BaseModel):
+    key: str = Field(min_length=1, max_length=512)
+
+
+@router.post("/ui/session", status_code=204)
+async def sign_in(request: Request, body: SignIn) -> Response:
+    """Check a key (every scope reads) and keep it in the page's HttpOnly cookie. Refused from
+    another origin (a cross-site page cannot sign a browser in with its own key); unknown keys
+    count towards the address's limit like any other."""
+    state: AppState = request.app.state.fraudpipe
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        raise ApiError(403, "forbidden", "sign-in from another origin")
+    key = state.throttle.find(request.scope, body.key)
+    if key is None:
+        raise ApiError(401, "unauthorized", "unknown API key")
+    response = Response(status_code=204, headers=SECURITY_HEADERS)
+    response.set_cookie(
+        KEY_COOKIE,
+        body.key,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
 
 
 @router.get("/ui/alerts", response_class=HTMLResponse)
@@ -130,4 +191,4 @@ async def rows_fragment(
         raise ApiError(401, "unauthorized", "sign in on the page first")
     user, verdict, score, _ = _filters(user_id, decision, min_score)
     rows = await _rows(state, user, verdict, score)
-    return HTMLResponse(_render("rows.html", rows=rows))
+    return _html(_render("rows.html", rows=rows))

@@ -10,7 +10,10 @@ runs on this machine's node cluster and on kind (docs/development.md, "End-to-en
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import secrets
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,6 +41,7 @@ from e2e_checks import (
     check_exactly_once,
     check_pods_run,
     component,
+    get_json,
     pipeline_pods,
     ready,
 )
@@ -540,6 +544,92 @@ def test_a_good_candidate_is_promoted_through_every_step_losing_no_transaction(
     assert verdict["by_track"].get("shadow", 0) > 0, verdict
     # Thousands of transactions by now: the alerts reconciliation had FLAG/BLOCK to check.
     assert verdict["alerts_expected"] > 0, verdict
+
+
+@pytest.mark.timeout(900)
+def test_generated_requests_to_the_api_in_the_cluster_never_get_a_server_error(
+    api_client: client.ApiClient,
+    namespace: str,
+    pipeline: dict[str, Any],
+    pipelines: Pipelines,
+    target: Target,
+    tmp_path: Path,
+) -> None:
+    """Schemathesis against the pipeline's API Service (through a port-forward), with a write
+    key the pipeline got from a Secret of the user's (`spec.api.authSecretRef`): requests
+    generated from the OpenAPI schema, valid and invalid, for every operation, and not one
+    answer is a 5xx."""
+    core = client.CoreV1Api(api_client)
+    apps = client.AppsV1Api(api_client)
+    token = secrets.token_urlsafe(32)
+    line = f"{hashlib.sha256(token.encode()).hexdigest()}:write:schemathesis\n"
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="e2e-api-keys"), string_data={"keys": line}
+        ),
+    )
+    pipelines.patch(PIPELINE, {"api": {"authSecretRef": {"name": "e2e-api-keys", "key": "keys"}}})
+
+    def api_rolled() -> bool:
+        deployment = apps.read_namespaced_deployment(f"{PIPELINE}-api", namespace)
+        env = {e.name for e in deployment.spec.template.spec.containers[0].env or []}
+        status = deployment.status
+        return (
+            "API_KEYS_FILE" in env
+            and (status.observed_generation or 0) >= deployment.metadata.generation
+            and (status.updated_replicas or 0) == deployment.spec.replicas
+            and (status.available_replicas or 0) == deployment.spec.replicas
+            and (status.replicas or 0) == deployment.spec.replicas
+        )
+
+    wait_for(api_rolled, "the API rolled with the key file", 300)
+    with port_forward(target, namespace, f"svc/{PIPELINE}-api", 8000) as port:
+        url = local_url(port)
+        # Ready first (its own /readyz: PostgreSQL, Redis, Kafka and the model reachable).
+        last: list[Any] = []
+
+        def api_ready() -> bool:
+            last[:] = [get_json(url, "/readyz")]
+            return bool(last[0][0] == 200)
+
+        try:
+            wait_for(api_ready, "the API's /readyz", 120)
+        except AssertionError as exc:
+            (api_pod,) = [p for p in running_pods(core, namespace) if component(p) == "api"]
+            log = read_log(core, namespace, api_pod.metadata.name, "api")
+            raise AssertionError(f"{exc}: {last}\n{log[-4000:]}") from None
+        result = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "schemathesis"),
+                "run",
+                f"{url}/openapi.json",
+                "--checks",
+                "not_a_server_error",
+                "--header",
+                f"Authorization: Bearer {token}",
+                "--max-examples",
+                "25",
+                "--seed",
+                "1",
+                "--workers",
+                "1",  # (as in api/tests/test_schemathesis.py)
+                "--generation-database",
+                "none",
+                "--report-dir",
+                str(tmp_path / "report"),
+                "--no-color",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=780,
+            check=False,
+        )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "Tested: 12" in result.stdout, result.stdout[-3000:]  # every operation ran
+    (api_pod,) = [p for p in running_pods(core, namespace) if component(p) == "api"]
+    assert "Traceback" not in read_log(core, namespace, api_pod.metadata.name, "api")
 
 
 def test_generated_passwords_never_leave_their_secrets(

@@ -103,6 +103,11 @@ class ScorerMetrics:
             ["dependency"],
             registry=r,
         )
+        self.producers_replaced = Counter(
+            "fraudpipe_scorer_kafka_producers_replaced",
+            "Transactional producers replaced after one hung past its timeout (decision 85).",
+            registry=r,
+        )
         self.replayed_decisions = Counter(
             "fraudpipe_scorer_replayed_decisions",
             "Decisions of a replayed batch replaced by the first decision cached for their "

@@ -378,6 +378,7 @@ class Scorer:
         assert parts is not None
         for producer in parts.txns:
             producer.renew()
+            self.metrics.producers_replaced.inc()
             await self._retry(
                 "kafka",
                 functools.partial(asyncio.to_thread, producer.open),

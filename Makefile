@@ -14,7 +14,7 @@ RUN := $(UV) run --frozen --quiet
 
 PYTHON_SOURCES := libs operator scorer api producer model k8s-tests bench
 
-.PHONY: help provision sync lint format typecheck imports unit test images e2e stack-up stack-down demo demo-stack clean
+.PHONY: help provision sync lint format typecheck imports unit test fuzz images e2e stack-up stack-down demo demo-stack clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,11 @@ unit: sync ## the tests marked as needing no service (a quick loop; `make test` 
 test: provision lint typecheck imports ## everything: static checks, then all tests on real services
 	@rc=0; $(RUN) pytest || rc=$$?; \
 	if [[ $$rc -eq 5 ]]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
+
+fuzz: sync ## the decoder's coverage-guided fuzzer for 10 minutes (findings: build/fuzz/crash-*)
+	mkdir -p build/fuzz/corpus
+	$(RUN) python libs/common/tests/fuzz/decoder.py build/fuzz/corpus -max_total_time=600 \
+	  -max_len=1024 -artifact_prefix=build/fuzz/
 
 images: ## build the container images with buildah (hack/images; cached by content)
 	hack/images build all

@@ -33,6 +33,13 @@ _AMOUNT = re.compile(r"[0-9]{1,10}(\.[0-9]{1,4})?")  # always fullmatch: "$" all
 _FAST_TS = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{3}))?[Zz]"
 )
+# RFC 3339's date-time (a space allowed for the T, as its note permits; up to microseconds):
+# Python's fromisoformat alone also takes ISO 8601 forms that are not RFC 3339, such as
+# "00:02Z" without seconds, "03,5" or "037" (found by libs/common/tests/fuzz/decoder.py).
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 
 # No NUL: PostgreSQL text cannot hold one, and an id that cannot be stored would block its
 # partition instead of going to the DLQ.
@@ -63,9 +70,15 @@ class Transaction(BaseModel):
     @field_validator("ts", mode="before")
     @classmethod
     def _ts_is_a_string(cls, value: object) -> object:
-        # As in the fast path: a timestamp is RFC 3339 text, never a bare epoch number.
+        # As in the fast path: a timestamp is RFC 3339 text, never a bare epoch number, and
+        # never the digits pydantic alone would read as one ("200"; found by fuzz/decoder.py).
         if not isinstance(value, str | dt.datetime):
             raise ValueError("must be an RFC 3339 UTC timestamp string")
+        if isinstance(value, str):
+            try:
+                parse_utc_timestamp(value)
+            except InvalidTransactionError as exc:
+                raise ValueError(exc.detail.removeprefix("ts: ")) from None
         return value
 
     @field_validator("ts")
@@ -196,9 +209,9 @@ def parse_utc_timestamp(value: object) -> float:
             # One exact division, as datetime.timestamp() does: the same float to the bit.
             return (whole * 1000 + int(millis or 0)) / 1000
         _field_error("ts", value, "an RFC 3339 UTC timestamp string")
-    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
-    if len(text) < 11 or text[10] not in "Tt ":  # fromisoformat would take any separator
+    if not _RFC3339.fullmatch(value):
         _field_error("ts", value, "an RFC 3339 UTC timestamp string")
+    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
     try:
         parsed = dt.datetime.fromisoformat(text)
     except ValueError:

@@ -15,8 +15,10 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from fraudpipe_api.auth import hash_key
+
 from .harness import READ_TOKEN, WRITE_TOKEN, ApiProcess, alert_row, insert_alerts, run
-from .test_request_limits import metric
+from .test_request_limits import from_address, metric
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.kafka]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -79,6 +81,7 @@ def test_an_analyst_signs_in_filters_drills_down_and_labels(
             assert page.evaluate("document.cookie") == ""
             assert page.evaluate("localStorage.getItem('fraudpipe.key')") is None
             (cookie,) = page.context.cookies()
+            assert cookie["value"] == hash_key(READ_TOKEN)  # its digest, not the key
             assert cookie["httpOnly"], cookie
             assert cookie["sameSite"] == "Strict", cookie
 
@@ -149,13 +152,44 @@ async def test_sign_in_keeps_the_key_from_scripts_and_the_page_runs_only_its_own
         unknown = await client.post("/ui/session", json={"key": "fpk_guess"})
         assert unknown.status_code == 401
 
-        signed = await client.post("/ui/session", json={"key": READ_TOKEN})
+        signed = await client.post("/ui/session", json={"key": WRITE_TOKEN})
         assert signed.status_code == 204
-        cookie = signed.headers["set-cookie"].lower()
-        assert "httponly" in cookie
-        assert "samesite=strict" in cookie
+        cookie = signed.headers["set-cookie"]
+        assert cookie.startswith(f"fraudpipe_key={hash_key(WRITE_TOKEN)};")  # never the key
+        assert "HttpOnly" in cookie
+        assert "SameSite=Strict" in cookie
+        assert f"Max-Age={12 * 3600}" in cookie
+        assert "Secure" not in cookie  # plain HTTP, no trusted proxy saying otherwise
         page = await client.get("/")
         assert page.status_code == 200
         assert "content-security-policy" in page.headers
         assert '<script src="/ui/page.js"></script>' in page.text
-    assert await metric(api, "fraudpipe_api_auth_failures_total") == 1
+        # The digest reads the page; it is not a key for the JSON API.
+        as_bearer = {"Authorization": f"Bearer {hash_key(WRITE_TOKEN)}"}
+        assert (await client.get("/v1/alerts", headers=as_bearer)).status_code == 401
+        # A cookie whose key is gone is cleared, so the page's refresh stops presenting it.
+        client.cookies.set("fraudpipe_key", hash_key("fpk_revoked"))
+        stale = await client.get("/ui/alerts")
+        assert stale.status_code == 401
+        assert stale.headers["set-cookie"].startswith("fraudpipe_key=; Max-Age=0;")
+    assert await metric(api, "fraudpipe_api_auth_failures_total") == 3
+
+
+async def test_the_cookie_is_secure_when_a_trusted_proxy_says_the_request_came_over_tls(
+    api_env: dict[str, str], start_api: Callable[..., ApiProcess]
+) -> None:
+    api = start_api(api_env, API_TRUSTED_PROXIES="127.0.0.1")
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        behind_tls = await client.post(
+            "/ui/session", json={"key": READ_TOKEN}, headers={"X-Forwarded-Proto": "https"}
+        )
+        assert behind_tls.status_code == 204
+        assert "; Secure" in behind_tls.headers["set-cookie"]
+        plain = await client.post("/ui/session", json={"key": READ_TOKEN})
+        assert "Secure" not in plain.headers["set-cookie"]
+    # From an address that is not a trusted proxy the header is the client's word: ignored.
+    async with from_address(api, "127.0.0.2") as other:
+        claimed = await other.post(
+            "/ui/session", json={"key": READ_TOKEN}, headers={"X-Forwarded-Proto": "https"}
+        )
+        assert "Secure" not in claimed.headers["set-cookie"]

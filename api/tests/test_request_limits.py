@@ -15,6 +15,8 @@ import httpx
 import orjson
 import pytest
 
+from fraudpipe_api.auth import hash_key
+
 from .harness import READ_TOKEN, WRITE_TOKEN, ApiProcess, transaction
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.kafka]
@@ -57,7 +59,7 @@ async def test_after_too_many_unknown_keys_every_request_with_a_key_gets_429_fro
         assert (await client.get("/v1/alerts", headers=READ)).status_code == 429
         feedback = await client.post("/v1/alerts/a1/feedback", json=FEEDBACK, headers=WRITE)
         assert feedback.status_code == 429
-        client.cookies.set("fraudpipe_key", READ_TOKEN)
+        client.cookies.set("fraudpipe_key", hash_key(READ_TOKEN))
         assert (await client.get("/ui/alerts")).status_code == 429
         client.cookies.clear()
         # Requests without a key are served as before.
@@ -88,9 +90,9 @@ async def test_only_unknown_keys_count_not_missing_malformed_or_narrow_ones(
             assert narrow.status_code == 403
         assert (await client.get("/v1/alerts", headers=READ)).status_code == 200
         # The analyst page's cookie is a key too.
-        client.cookies.set("fraudpipe_key", "fpk_stale")
+        client.cookies.set("fraudpipe_key", hash_key("fpk_stale"))
         assert await statuses(client, 3, "/ui/alerts") == [401, 401, 429]
-        client.cookies.set("fraudpipe_key", READ_TOKEN)
+        client.cookies.set("fraudpipe_key", hash_key(READ_TOKEN))
         assert (await client.get("/")).status_code == 429
     assert await metric(api, "fraudpipe_api_auth_failures_total") == 2
 

@@ -110,8 +110,13 @@ class KeyRing:
         return len(self._keys)
 
     def find(self, token: str) -> ApiKey | None:
+        return self.find_digest(hash_key(token))
+
+    def find_digest(self, digest: str) -> ApiKey | None:
+        """The key whose SHA-256 is `digest` (the analyst page's cookie holds that, never the
+        key itself)."""
         self._refresh()
-        presented = hash_key(token).encode()
+        presented = digest.encode()
         found = None
         for key in self._keys:  # every key is compared: the time does not depend on a match
             if hmac.compare_digest(key.digest.encode(), presented):

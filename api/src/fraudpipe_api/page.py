@@ -2,10 +2,10 @@
 
 The alert table is rendered on the server and refreshed every few seconds from `/ui/alerts`
 (the same rows, rendered the same way). Feedback buttons call the JSON API with the analyst's
-write key (typed into the page, kept in the browser's localStorage, sent as a bearer token,
+write key (typed into the page, kept in the tab's sessionStorage, sent as a bearer token,
 never as a cookie, so a forged cross-site form cannot write). When reads need a key, sign-in
-posts it to `/ui/session`, which checks it and keeps it in an HttpOnly, SameSite=Strict cookie
-that no script can read and only `/` and `/ui/alerts` accept. Every response of the page
+posts it to `/ui/session`, which checks it and keeps its SHA-256 in an HttpOnly,
+SameSite=Strict cookie that no script can read and only `/` and `/ui/alerts` accept. Every response of the page
 carries a Content-Security-Policy that runs only the page's own script files (no inline
 script, nothing from elsewhere), so injected markup cannot run code.
 """
@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from fraudpipe_api import queries
 from fraudpipe_api.auth import Scope
 from fraudpipe_api.errors import ApiError, dependency
+from fraudpipe_api.peers import is_trusted
 from fraudpipe_api.security import authenticate
 from fraudpipe_api.state import AppState
 
@@ -49,14 +50,36 @@ templates = Environment(
 )
 
 
+# The cookie's attributes, also when it is cleared (a browser matches them to replace it).
+COOKIE_ATTRIBUTES = "Path=/; HttpOnly; SameSite=Strict"
+SESSION_S = 12 * 3600
+
+
 def _can_read(request: Request, state: AppState) -> bool:
     if state.settings.api_open_reads:
         return True
-    token = request.cookies.get(KEY_COOKIE)
-    if not token:
+    digest = request.cookies.get(KEY_COOKIE)
+    if not digest:
         return False
-    key = state.throttle.find(request.scope, token)
+    key = state.throttle.find(request.scope, digest, digest=True)
     return key is not None and key.allows(Scope.READ)
+
+
+def _signed_out(request: Request) -> dict[str, str]:
+    """Headers that clear a cookie whose key is no longer known: left in place, the page's
+    refresh would present it every 5 s and get the analyst's address throttled."""
+    if request.cookies.get(KEY_COOKIE):
+        return {"Set-Cookie": f"{KEY_COOKIE}=; Max-Age=0; {COOKIE_ATTRIBUTES}"}
+    return {}
+
+
+def _over_tls(request: Request, state: AppState) -> bool:
+    """HTTPS at this server, or at a trusted proxy in front of it that says so."""
+    if request.url.scheme == "https":
+        return True
+    peer = request.client.host if request.client else None
+    proto = request.headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
+    return proto == "https" and is_trusted(peer, state.settings.trusted_proxies)
 
 
 async def _rows(
@@ -116,7 +139,9 @@ async def index(
     if request.headers.get("authorization"):
         authenticate(request, state, Scope.READ)
     elif not _can_read(request, state):
-        return _html(_render("login.html"), status_code=401)
+        response = _html(_render("login.html"), status_code=401)
+        response.headers.update(_signed_out(request))
+        return response
     user, verdict, score, problem = _filters(user_id, decision, min_score)
     rows = await _rows(state, user, verdict, score)
     return _html(
@@ -157,9 +182,10 @@ class SignIn(BaseModel):
 
 @router.post("/ui/session", status_code=204)
 async def sign_in(request: Request, body: SignIn) -> Response:
-    """Check a key (every scope reads) and keep it in the page's HttpOnly cookie. Refused from
-    another origin (a cross-site page cannot sign a browser in with its own key); unknown keys
-    count towards the address's limit like any other."""
+    """Check a key (every scope reads) and keep its SHA-256, not the key, in the page's
+    HttpOnly cookie for SESSION_S: a stolen cookie reads the page, it cannot write or call the
+    JSON API. Refused from another origin (a cross-site page cannot sign a browser in with its
+    own key); unknown keys count towards the address's limit like any other."""
     state: AppState = request.app.state.fraudpipe
     origin = request.headers.get("origin")
     if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
@@ -167,16 +193,9 @@ async def sign_in(request: Request, body: SignIn) -> Response:
     key = state.throttle.find(request.scope, body.key)
     if key is None:
         raise ApiError(401, "unauthorized", "unknown API key")
-    response = Response(status_code=204, headers=SECURITY_HEADERS)
-    response.set_cookie(
-        KEY_COOKIE,
-        body.key,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
-    return response
+    secure = "; Secure" if _over_tls(request, state) else ""
+    cookie = f"{KEY_COOKIE}={key.digest}; Max-Age={SESSION_S}; {COOKIE_ATTRIBUTES}{secure}"
+    return Response(status_code=204, headers=SECURITY_HEADERS | {"Set-Cookie": cookie})
 
 
 @router.get("/ui/alerts", response_class=HTMLResponse)
@@ -188,7 +207,7 @@ async def rows_fragment(
 ) -> HTMLResponse:
     state: AppState = request.app.state.fraudpipe
     if not _can_read(request, state):
-        raise ApiError(401, "unauthorized", "sign in on the page first")
+        raise ApiError(401, "unauthorized", "sign in on the page first", _signed_out(request))
     user, verdict, score, _ = _filters(user_id, decision, min_score)
     rows = await _rows(state, user, verdict, score)
     return _html(_render("rows.html", rows=rows))

@@ -84,3 +84,9 @@ def client_key(peer: str | None, forwarded_for: Iterable[str], proxies: Sequence
             return _key(address)
         hop = address
     return _key(hop)
+
+
+def is_trusted(peer: str | None, proxies: Sequence[IPNetwork]) -> bool:
+    """Whether the socket peer is one of the trusted proxies (whose forwarded headers count)."""
+    address = _address(peer) if peer else None
+    return address is not None and _trusted(address, proxies)

@@ -62,10 +62,13 @@ class AuthThrottle:
         ]
         return client_key(peer[0] if peer else None, forwarded, self._proxies)
 
-    def find(self, scope: Scope, token: str, *, count: bool = True) -> ApiKey | None:
+    def find(
+        self, scope: Scope, token: str, *, count: bool = True, digest: bool = False
+    ) -> ApiKey | None:
         """The key `token` is, if its client may still present keys; ApiError 429 if not.
         `count=False` decides without counting (the fast path, which hands every refusal to
-        FastAPI's route, where it is counted once)."""
+        FastAPI's route, where it is counted once); `digest=True` takes the key's SHA-256
+        (the analyst page's cookie)."""
         client = self.client(scope) if len(self._failures) else None
         if client is not None:
             wait = self._failures.retry_after(client)
@@ -80,7 +83,7 @@ class AuthThrottle:
                     f"refused for {seconds} s more (check the key you send before retrying)",
                     {"Retry-After": str(seconds)},
                 )
-        key = self.keys.find(token)
+        key = self.keys.find_digest(token) if digest else self.keys.find(token)
         if key is None and count:
             self._metrics.auth_failures.inc()
             client = client or self.client(scope)

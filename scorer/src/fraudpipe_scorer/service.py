@@ -67,6 +67,7 @@ T = TypeVar("T")
 MAX_BACKOFF_S = 5.0
 ATTEMPT_TIMEOUT_S = 10.0  # one try of a Redis or Postgres step (each has its own 5 s timeouts)
 MAX_QUEUED_BATCHES = 4  # prepared batches waiting for the committer before scoring waits too
+COMMITTED_TIMEOUT_S = 10.0  # one read of the group's committed offsets
 
 
 class BatchAbandonedError(RuntimeError):
@@ -187,6 +188,7 @@ class Scorer:
                     self.topics.decisions_topic,
                     self.topics.dlq_topic,
                     on_retry=self.metrics.sink_errors.labels("kafka").inc,
+                    on_replace=self.metrics.producers_replaced.inc,
                 )
                 for n in range(2)
             )
@@ -354,7 +356,10 @@ class Scorer:
         self._to_commit = []
         self._seek_to_first(consumer, [r for batch in self._uncommitted for r in batch.records])
         self._uncommitted.clear()
-        if exc.outcome_unknown:
+        assert self._parts is not None
+        # A hung producer may also sit behind a failure of known outcome (the other producer's
+        # prepare failed while this one's commit hung): its transaction may have committed.
+        if exc.outcome_unknown or any(p.stuck for p in self._parts.txns):
             log.warning("kafka transaction outcome unknown (%s); settling it", exc)
             await self._resume_from_committed(consumer)
         if exc.stale_member:
@@ -378,7 +383,6 @@ class Scorer:
         assert parts is not None
         for producer in parts.txns:
             producer.renew()
-            self.metrics.producers_replaced.inc()
             await self._retry(
                 "kafka",
                 functools.partial(asyncio.to_thread, producer.open),
@@ -387,16 +391,43 @@ class Scorer:
         owned = [TopicPartition(topic, partition) for topic, partition in sorted(self._owned)]
         if not owned:
             return  # whoever is assigned them next starts from the committed offsets anyway
-        committed = await self._retry(
-            "kafka",
-            functools.partial(asyncio.to_thread, consumer.committed, owned, timeout=10),
-        )
+        committed = await self._committed_offsets(consumer, owned)
         for tp in committed:
             if tp.offset >= 0 and (tp.topic, tp.partition) in self._owned:
                 consumer.seek(tp)
                 log.info(
                     "resumed %s[%d] at its committed offset %d", tp.topic, tp.partition, tp.offset
                 )
+
+    async def _committed_offsets(
+        self, consumer: Consumer, owned: list[TopicPartition]
+    ) -> list[TopicPartition]:
+        """The group's committed offsets of `owned`, every one of them without error, retried
+        while the coordinator cannot say. Not under `_retry`'s timeout: a call given up on
+        would run on beside the next, or beside the consumer's close at shutdown, in the
+        same librdkafka handle; librdkafka's own timeout bounds each call."""
+        delay = 0.1
+        while True:
+            try:
+                committed = await asyncio.to_thread(
+                    consumer.committed, owned, timeout=COMMITTED_TIMEOUT_S
+                )
+                failed = [tp for tp in committed if tp.error is not None]
+                if not failed:
+                    return committed
+                problem: object = failed[0].error
+            except KafkaException as exc:
+                problem = exc
+            self.metrics.sink_errors.labels("kafka").inc()
+            if self._give_up_at is not None and time.monotonic() + delay > self._give_up_at:
+                raise BatchAbandonedError(
+                    f"stopping before the committed offsets could be read ({problem})"
+                )
+            log.warning(
+                "kafka: committed offsets unreadable (%s); retrying in %.1f s", problem, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
 
     def _seek_to_first(self, consumer: Consumer, records: Sequence[Record]) -> None:
         first: dict[tuple[str, int], int] = {}

@@ -259,6 +259,9 @@ class DecisionTransactions:
     """
 
     STUCK_GRACE_S = 5.0
+    # Each abandoned producer keeps its thread, sockets and buffers for as long as its call
+    # hangs: past this many, the process stops (ProducerFencedError) and is restarted whole.
+    MAX_HUNG = 4
 
     def __init__(
         self,
@@ -270,8 +273,10 @@ class DecisionTransactions:
         transaction_timeout_ms: int = 10_000,
         request_timeout_s: float = 10.0,
         on_retry: Callable[[], None] = lambda: None,
+        on_replace: Callable[[], None] = lambda: None,
     ) -> None:
         self._on_retry = on_retry  # called (from a worker thread) before each call again
+        self._on_replace = on_replace  # called when a new producer takes over the id
         self._decisions_topic = decisions_topic
         self._dlq_topic = dlq_topic
         self._timeout_s = request_timeout_s
@@ -299,6 +304,7 @@ class DecisionTransactions:
         self._producer = Producer(self._config)
         self._calls = _CallThread(f"txn-{transactional_id}")
         self._stuck = False  # replace the producer before its next use
+        self._hung = 0  # producers abandoned in a call that never returned
         self._initialised = False
         self._open = False  # a transaction begun and neither committed nor aborted
 
@@ -435,11 +441,23 @@ class DecisionTransactions:
             self._calls.call(call, within_s=self._timeout_s + self.STUCK_GRACE_S, what=what),
         )
 
+    @property
+    def stuck(self) -> bool:
+        """A call of the current producer hung: what its transaction became is unknown until
+        a replacement takes the transactional id over."""
+        return self._stuck
+
     def _abandon(self) -> None:
         """The producer hangs in a call: nothing more is asked of it, and the transaction it
         holds is settled by its replacement's init_transactions (which bumps the epoch)."""
         self.renew()
+        self._hung += 1
         log.warning("kafka: transactional producer %s hangs; replacing it", self._transactional_id)
+        if self._hung > self.MAX_HUNG:
+            raise ProducerFencedError(
+                f"{self._hung} transactional producers hung under {self._transactional_id}; "
+                "restarting the process rather than keep them all"
+            )
 
     def renew(self) -> None:
         """Go on with a new producer under the same transactional id, from the next `open`:
@@ -456,6 +474,7 @@ class DecisionTransactions:
         self._producer = Producer(self._config)
         self._calls = _CallThread(f"txn-{self._transactional_id}")
         self._stuck = False
+        self._on_replace()
 
     def _resumed(self, call: Callable[[], object]) -> None:
         """Call a blocking transactional API until it succeeds or fails for good: librdkafka

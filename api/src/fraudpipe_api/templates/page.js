@@ -2,9 +2,9 @@
 // The analyst page: feedback with the write key as a bearer header, live rows every 5 s.
 const analyst = document.getElementById("analyst"), key = document.getElementById("key");
 analyst.value = localStorage.getItem("fraudpipe.analyst") || "";
-key.value = localStorage.getItem("fraudpipe.key") || "";
+key.value = sessionStorage.getItem("fraudpipe.key") || "";
 analyst.addEventListener("change", () => localStorage.setItem("fraudpipe.analyst", analyst.value));
-key.addEventListener("change", () => localStorage.setItem("fraudpipe.key", key.value));
+key.addEventListener("change", () => sessionStorage.setItem("fraudpipe.key", key.value));
 const message = (text, bad) => {
   const m = document.getElementById("message"); m.textContent = text; m.className = bad ? "bad" : "";
 };

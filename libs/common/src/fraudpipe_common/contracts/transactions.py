@@ -33,11 +33,12 @@ _AMOUNT = re.compile(r"[0-9]{1,10}(\.[0-9]{1,4})?")  # always fullmatch: "$" all
 _FAST_TS = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{3}))?[Zz]"
 )
-# RFC 3339's date-time (a space allowed for the T, as its note permits; up to microseconds):
+# RFC 3339's date-time (a space allowed for the T, as its note permits; fractions up to
+# nanoseconds, as Java's Instant and Go's RFC3339Nano write them, kept to the microsecond):
 # Python's fromisoformat alone also takes ISO 8601 forms that are not RFC 3339, such as
 # "00:02Z" without seconds, "03,5" or "037" (found by libs/common/tests/fuzz/decoder.py).
 _RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
     r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 
@@ -77,8 +78,9 @@ class Transaction(BaseModel):
         if isinstance(value, str):
             try:
                 parse_utc_timestamp(value)
-            except InvalidTransactionError as exc:
-                raise ValueError(exc.detail.removeprefix("ts: ")) from None
+            except InvalidTransactionError:
+                # (The value is not echoed: a 422 names fields, never their values.)
+                raise ValueError("must be an RFC 3339 UTC timestamp string") from None
         return value
 
     @field_validator("ts")

@@ -5,9 +5,9 @@ The alert table is rendered on the server and refreshed every few seconds from `
 write key (typed into the page, kept in the tab's sessionStorage, sent as a bearer token,
 never as a cookie, so a forged cross-site form cannot write). When reads need a key, sign-in
 posts it to `/ui/session`, which checks it and keeps its SHA-256 in an HttpOnly,
-SameSite=Strict cookie that no script can read and only `/` and `/ui/alerts` accept. Every response of the page
-carries a Content-Security-Policy that runs only the page's own script files (no inline
-script, nothing from elsewhere), so injected markup cannot run code.
+SameSite=Strict cookie that no script can read and only `/` and `/ui/alerts` accept. Every
+response of the page carries a Content-Security-Policy that runs only the page's own script
+files (no inline script, nothing from elsewhere), so injected markup cannot run code.
 """
 
 from __future__ import annotations

@@ -135,19 +135,23 @@ def test_a_killed_scorer_loses_and_duplicates_no_transaction(
     api_client: client.ApiClient, namespace: str, pipeline: dict[str, Any], target: Target
 ) -> None:
     core = client.CoreV1Api(api_client)
-    apps = client.AppsV1Api(api_client)
     before = kafka_verdict(core, target, namespace)
     scorers = [p for p in pipeline_pods(core, namespace) if component(p) == "scorer"]
     victim = scorers[0].metadata.name
     # No grace: the process dies mid-batch, its Kafka transaction left open.
     core.delete_namespaced_pod(victim, namespace, grace_period_seconds=0)
+    killed = time.monotonic()
     wait_for(
         lambda: victim not in {p.metadata.name for p in pipeline_pods(core, namespace)},
         "killed scorer gone",
         60,
     )
-    killed = time.monotonic()
-    wait_for(lambda: scorer_rolled_out(apps, namespace), "scorer replaced", SCORERS_BACK_S)
+    replicas = len(scorers)
+    wait_for(
+        lambda: scorers_replaced(core, namespace, {victim}, replicas),
+        "scorer replaced",
+        SCORERS_BACK_S,
+    )
     report_recovery(
         "scorer killed (-9)",
         "replaced and Ready",
@@ -165,7 +169,6 @@ def test_all_scorers_killed_at_once_lose_and_duplicate_no_transaction(
     """Every scorer pod at once, no grace: nothing decides until the replacements join; their
     transactions left open abort and the batches are decided again, once."""
     core = client.CoreV1Api(api_client)
-    apps = client.AppsV1Api(api_client)
     before = kafka_verdict(core, target, namespace)
     victims = [p.metadata.name for p in pipeline_pods(core, namespace) if component(p) == "scorer"]
     assert len(victims) >= 2, victims
@@ -177,7 +180,12 @@ def test_all_scorers_killed_at_once_lose_and_duplicate_no_transaction(
         "killed scorers gone",
         60,
     )
-    wait_for(lambda: scorer_rolled_out(apps, namespace), "scorers replaced", SCORERS_BACK_S)
+    # New pods Ready, as many as before (the Deployment's status may still count the killed).
+    wait_for(
+        lambda: scorers_replaced(core, namespace, set(victims), len(victims)),
+        "scorers replaced",
+        SCORERS_BACK_S,
+    )
     report_recovery(
         "all scorers killed (-9)",
         "replaced and Ready",
@@ -371,6 +379,13 @@ def test_a_restarted_containerd_stops_no_pod_and_loses_no_transaction(
         CONTAINERD_RECOVERY_S,
     )
     check_exactly_once(after, at_least=before["produced"] + 1)
+
+
+def scorers_replaced(
+    core: client.CoreV1Api, namespace: str, victims: set[str], replicas: int
+) -> bool:
+    pods = [p for p in pipeline_pods(core, namespace) if component(p) == "scorer"]
+    return len(pods) == replicas and all(p.metadata.name not in victims and ready(p) for p in pods)
 
 
 def restarts(pod: Any) -> int:

@@ -3,13 +3,14 @@ the API with real PostgreSQL, Redis, Kafka and a model behind it: no answer may 
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from .harness import BIN, WRITE_TOKEN, ApiProcess, alert_row, insert_alerts, run
+from fraudpipe_testing.schemathesis import run_schemathesis
+
+from .harness import WRITE_TOKEN, ApiProcess, alert_row, insert_alerts, run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.kafka]
 
@@ -23,35 +24,7 @@ def test_generated_requests_never_get_a_server_error(
 ) -> None:
     api = start_api(api_env, MODEL_REF=str(model_dir), LONG_POLL_MAX_S="0.2")
     run(insert_alerts(api_env["DATABASE_URL"], [alert_row(f"st-{i}") for i in range(5)]))
-    result = subprocess.run(
-        [
-            str(BIN / "schemathesis"),
-            "run",
-            f"{api.url}/openapi.json",
-            "--checks",
-            "not_a_server_error",
-            "--header",
-            f"Authorization: Bearer {WRITE_TOKEN}",
-            "--max-examples",
-            "40",
-            "--seed",
-            "1",
-            # One worker: hypothesis reads lambda sources with ast.parse, which is not safe
-            # across threads on Python 3.11 (SystemError: AST constructor recursion depth).
-            "--workers",
-            "1",
-            "--generation-database",
-            "none",
-            "--report-dir",
-            str(tmp_path / "report"),
-            "--no-color",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=540,
-        check=False,
-    )
+    result = run_schemathesis(api.url, WRITE_TOKEN, tmp_path, max_examples=40, timeout_s=540)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "Tested: 12" in result.stdout, result.stdout[-3000:]  # every operation ran
     assert "Traceback" not in api.output()

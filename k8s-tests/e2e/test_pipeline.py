@@ -13,7 +13,6 @@ import base64
 import hashlib
 import json
 import secrets
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -58,6 +57,8 @@ from e2e_harness import (
 )
 from node_faults import partition, restart_containerd
 from operator_harness import Pipelines, helm, kubectl, wait_for
+
+from fraudpipe_testing.schemathesis import run_schemathesis
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(900)]
 
@@ -614,33 +615,7 @@ def test_generated_requests_to_the_api_in_the_cluster_never_get_a_server_error(
             (api_pod,) = [p for p in running_pods(core, namespace) if component(p) == "api"]
             log = read_log(core, namespace, api_pod.metadata.name, "api")
             raise AssertionError(f"{exc}: {last}\n{log[-4000:]}") from None
-        result = subprocess.run(
-            [
-                str(Path(sys.executable).parent / "schemathesis"),
-                "run",
-                f"{url}/openapi.json",
-                "--checks",
-                "not_a_server_error",
-                "--header",
-                f"Authorization: Bearer {token}",
-                "--max-examples",
-                "25",
-                "--seed",
-                "1",
-                "--workers",
-                "1",  # (as in api/tests/test_schemathesis.py)
-                "--generation-database",
-                "none",
-                "--report-dir",
-                str(tmp_path / "report"),
-                "--no-color",
-            ],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=780,
-            check=False,
-        )
+        result = run_schemathesis(url, token, tmp_path, max_examples=25, timeout_s=780)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "Tested: 12" in result.stdout, result.stdout[-3000:]  # every operation ran
     (api_pod,) = [p for p in running_pods(core, namespace) if component(p) == "api"]

@@ -402,32 +402,18 @@ class Scorer:
     async def _committed_offsets(
         self, consumer: Consumer, owned: list[TopicPartition]
     ) -> list[TopicPartition]:
-        """The group's committed offsets of `owned`, every one of them without error, retried
-        while the coordinator cannot say. Not under `_retry`'s timeout: a call given up on
-        would run on beside the next, or beside the consumer's close at shutdown, in the
-        same librdkafka handle; librdkafka's own timeout bounds each call."""
-        delay = 0.1
-        while True:
-            try:
-                committed = await asyncio.to_thread(
-                    consumer.committed, owned, timeout=COMMITTED_TIMEOUT_S
-                )
-                failed = [tp for tp in committed if tp.error is not None]
-                if not failed:
-                    return committed
-                problem: object = failed[0].error
-            except KafkaException as exc:
-                problem = exc
-            self.metrics.sink_errors.labels("kafka").inc()
-            if self._give_up_at is not None and time.monotonic() + delay > self._give_up_at:
-                raise BatchAbandonedError(
-                    f"stopping before the committed offsets could be read ({problem})"
-                )
-            log.warning(
-                "kafka: committed offsets unreadable (%s); retrying in %.1f s", problem, delay
+        """The group's committed offsets of `owned`, every one of them without error."""
+
+        async def read() -> list[TopicPartition]:
+            committed = await asyncio.to_thread(
+                consumer.committed, owned, timeout=COMMITTED_TIMEOUT_S
             )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF_S)
+            for tp in committed:
+                if tp.error is not None:
+                    raise KafkaException(tp.error)
+            return committed
+
+        return await self._retry("kafka", read, attempt_s=None)
 
     def _seek_to_first(self, consumer: Consumer, records: Sequence[Record]) -> None:
         first: dict[tuple[str, int], int] = {}
@@ -767,14 +753,17 @@ class Scorer:
         dependency: str,
         action: Callable[[], Awaitable[T]],
         *,
-        attempt_s: float = ATTEMPT_TIMEOUT_S,
+        attempt_s: float | None = ATTEMPT_TIMEOUT_S,
     ) -> T:
+        """`action` until it succeeds, with backoff. Each attempt is cut at `attempt_s`, or
+        not at all with None: for a librdkafka call that bounds itself, since one given up on
+        would run on beside the next (or beside the consumer's close) in the same handle."""
         delay = 0.1
         while True:
             # No attempt outlives the shutdown grace: one stuck on a dead connection would
             # hold the exit past it.
             limit = attempt_s
-            if self._give_up_at is not None:
+            if self._give_up_at is not None and limit is not None:
                 limit = min(limit, max(self._give_up_at - time.monotonic(), 0.05))
             try:
                 return await asyncio.wait_for(action(), timeout=limit)

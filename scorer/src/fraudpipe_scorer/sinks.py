@@ -336,18 +336,13 @@ class DecisionTransactions:
                 # The offsets go while the records travel (they leave after the linger); the
                 # flush then finds them sent, and the commit, run while the next transaction
                 # is prepared, has nothing left to send.
-                self._resumed(
-                    lambda: self._bounded(
-                        "send_offsets_to_transaction",
-                        lambda: p.send_offsets_to_transaction(
-                            list(offsets), group_metadata, self._timeout_s
-                        ),
-                    )
+                self._resumed_bounded(
+                    "send_offsets_to_transaction",
+                    lambda: p.send_offsets_to_transaction(
+                        list(offsets), group_metadata, self._timeout_s
+                    ),
                 )
                 self._flushed()
-            except ProducerStuckError:
-                self._abandon()
-                raise
             except KafkaException as exc:
                 if exc.args[0].fatal():
                     raise  # fenced: the producer can do nothing more, not even abort
@@ -361,15 +356,10 @@ class DecisionTransactions:
         p = self._producer
         with self._translated():
             try:
-                self._resumed(
-                    lambda: self._bounded(
-                        "commit_transaction", lambda: p.commit_transaction(self._timeout_s)
-                    )
+                self._resumed_bounded(
+                    "commit_transaction", lambda: p.commit_transaction(self._timeout_s)
                 )
                 self._open = False
-            except ProducerStuckError:
-                self._abandon()
-                raise
             except KafkaException as exc:
                 if not exc.args[0].txn_requires_abort():
                     raise  # neither retriable nor abortable: librdkafka says treat it as fatal
@@ -381,15 +371,9 @@ class DecisionTransactions:
         if self._open:
             p = self._producer
             with self._translated():
-                try:
-                    self._resumed(
-                        lambda: self._bounded(
-                            "abort_transaction", lambda: p.abort_transaction(self._timeout_s)
-                        )
-                    )
-                except ProducerStuckError:
-                    self._abandon()
-                    raise
+                self._resumed_bounded(
+                    "abort_transaction", lambda: p.abort_transaction(self._timeout_s)
+                )
                 self._open = False
 
     @contextlib.contextmanager
@@ -422,11 +406,7 @@ class DecisionTransactions:
         if self._stuck:
             self._replace()
         p = self._producer
-        try:
-            self._bounded("init_transactions", lambda: p.init_transactions(self._timeout_s))
-        except ProducerStuckError:
-            self._abandon()
-            raise
+        self._bounded("init_transactions", lambda: p.init_transactions(self._timeout_s))
         self._initialised = True
 
     @property
@@ -436,10 +416,19 @@ class DecisionTransactions:
         return self._timeout_s + self.STUCK_GRACE_S + 1.0
 
     def _bounded(self, what: str, call: Callable[[], T]) -> T:
-        return cast(
-            T,
-            self._calls.call(call, within_s=self._timeout_s + self.STUCK_GRACE_S, what=what),
-        )
+        """`call` on the producer's thread; past its timeout and the grace, the producer is
+        abandoned (replaced at the next `open`) and ProducerStuckError raised."""
+        try:
+            return cast(
+                T,
+                self._calls.call(call, within_s=self._timeout_s + self.STUCK_GRACE_S, what=what),
+            )
+        except ProducerStuckError:
+            self._abandon()
+            raise
+
+    def _resumed_bounded(self, what: str, call: Callable[[], object]) -> None:
+        self._resumed(lambda: self._bounded(what, call))
 
     @property
     def stuck(self) -> bool:
@@ -510,7 +499,8 @@ class DecisionTransactions:
         """Abort a transaction left open by a failure; nothing else is ever pending."""
         if self._open:
             p = self._producer
-            with contextlib.suppress(KafkaException, ProducerStuckError):
+            # (Past MAX_HUNG an abandon says "restart": the process is leaving anyway.)
+            with contextlib.suppress(KafkaException, ProducerStuckError, ProducerFencedError):
                 self._bounded("abort_transaction", lambda: p.abort_transaction(self._timeout_s))
             self._open = False
         self._calls.then_stop(lambda: None)

@@ -7,6 +7,9 @@
             measured) then --seconds, before the
             drain: end-to-end latency from the event's timestamp (set when sent) to a
             read_committed reader receiving the decision
+  explain   (only when asked for) the latency run twice on fresh scorers: the model without
+            its explainer file (the baseline), then with it, so that every FLAG/BLOCK is
+            explained (TreeSHAP): the cost of explanations in latency and scorer CPU
   naive     baseline: consume one, features for one (the same Redis script), score one with
             scikit-learn, write one (Redis, Postgres, Kafka), commit one; --naive-count messages
   soak      (only when asked for) one scorer for --soak-minutes at --soak-rate tx/s (default
@@ -102,6 +105,19 @@ def metric(port: int, name: str) -> float:
         if head == name or head.startswith(name + "{"):
             total += float(value)
     return total
+
+
+def alert_count(port: int) -> float:
+    """FLAG and BLOCK decisions, every model and track together."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        body = r.read().decode()
+    return sum(
+        float(line.rpartition(" ")[2])
+        for line in body.splitlines()
+        if line.startswith("fraudpipe_scorer_decisions_total{")
+        and ('decision="FLAG"' in line or 'decision="BLOCK"' in line)
+        and 'track="shadow"' not in line
+    )
 
 
 def stage_means_ms(port: int) -> dict[str, float]:
@@ -397,6 +413,69 @@ def run_latency(env: dict[str, str], rate: int, seconds: float) -> dict[str, flo
     }
 
 
+def measure_latency(
+    env: dict[str, str], tag: str, scratch: Path, rate: int, seconds: float, wait_ms: int
+) -> dict[str, float]:
+    """`run_latency` against a scorer of its own (fresh topics, group and feature state, the
+    batch wait a latency-minded deployment would set); adds what the scorer spent: CPU
+    seconds per second, mean ms per stage and batch, and how many decisions were alerts."""
+    suffix = uuid.uuid4().hex[:6]
+    topics = {f"bench-{tag}-tx-{suffix}": 6, f"bench-{tag}-dec-{suffix}": 6}
+    asyncio.run(
+        create_topics(env["KAFKA_BOOTSTRAP_SERVERS"], topics | {f"bench-{tag}-dlq-{suffix}": 1})
+    )
+    tx_topic, dec_topic = topics
+    lat_env = env | {
+        "TRANSACTIONS_TOPIC": tx_topic,
+        "DECISIONS_TOPIC": dec_topic,
+        "DLQ_TOPIC": f"bench-{tag}-dlq-{suffix}",
+        "CONSUMER_GROUP": f"bench-{tag}-{suffix}",
+        "REDIS_KEY_PREFIX": f"bench-{tag}-{suffix}:",
+        "METRICS_PORT": str(free_port()),
+        "BATCH_MAX_WAIT_MS": str(wait_ms),
+    }
+    proc = start_scorer(lat_env, scratch / f"scorer-{tag}.log")
+    try:
+        cpu_before, clock = cpu_seconds(proc.pid), time.perf_counter()
+        latency = run_latency(lat_env, rate, seconds)
+        latency["scorer_cpu_s_per_s"] = (cpu_seconds(proc.pid) - cpu_before) / (
+            time.perf_counter() - clock
+        )
+        latency["batch_max_wait_ms"] = wait_ms
+        port = int(lat_env["METRICS_PORT"])
+        batches = metric(port, "fraudpipe_scorer_batch_size_messages_count")
+        decided = metric(port, "fraudpipe_scorer_decisions_total")
+        alerts = alert_count(port)
+        latency["alert_share"] = alerts / max(decided, 1)
+        stages = stage_means_ms(port)
+        latency["explain_ms_per_batch"] = stages.get("explain", 0.0)
+        print(
+            f"{tag}: steady {latency['offered_tx_per_s']:,.0f} tx/s (BATCH_MAX_WAIT_MS="
+            f"{wait_ms}): p50 {latency['p50_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms, "
+            f"max {latency['max_ms']:.1f} ms; scorer CPU {latency['scorer_cpu_s_per_s']:.2f} "
+            f"s/s; alerts {100 * latency['alert_share']:.1f} %",
+            flush=True,
+        )
+        print(
+            f"  mean batch {decided / max(batches, 1):.0f}; "
+            f"ms per batch {stages}; p99 at most {stage_p99_ms(port)}"
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    return latency
+
+
+def strip_explainer(model: Path, out: Path) -> Path:
+    """A copy of the model directory without its explainer file: the same graph, unexplained."""
+    shutil.copytree(model, out)
+    card = orjson.loads((out / "card.json").read_bytes())
+    card["explainer_sha256"] = None
+    (out / "card.json").write_bytes(orjson.dumps(card))
+    (out / "explainer.json").unlink()
+    return out
+
+
 def run_soak(
     env: dict[str, str], suffix: str, scratch: Path, rate: int, minutes: int
 ) -> list[dict[str, float]]:
@@ -525,7 +604,8 @@ def main() -> None:
     parser.add_argument(
         "--phases",
         default="latency,drain,naive",
-        help="comma-separated subset of latency,drain,naive (the ratio needs drain and naive)",
+        help="comma-separated subset of latency,drain,naive,explain,soak (the ratio needs "
+        "drain and naive)",
     )
     args = parser.parse_args()
     phases = set(args.phases.split(","))
@@ -614,40 +694,23 @@ def main() -> None:
         # latency-minded deployment would set; then the drain on the pre-produced backlog.
         latency: dict[str, float] = {}
         if "latency" in phases:
-            lat_topic, lat_dec = f"bench-lat-tx-{suffix}", f"bench-lat-dec-{suffix}"
-            asyncio.run(
-                create_topics(
-                    settings["KAFKA_BOOTSTRAP_SERVERS"],
-                    {lat_topic: 6, lat_dec: 6, f"bench-lat-dlq-{suffix}": 1},
+            latency = measure_latency(
+                env, "lat", scratch, args.rate, args.seconds, args.latency_wait_ms
+            )
+        explain: dict[str, dict[str, float]] = {}
+        if "explain" in phases:
+            # The same traffic twice, one scorer each: the model without its explainer file
+            # (nothing explained: the baseline), then with it (every FLAG/BLOCK explained).
+            plain = strip_explainer(Path(env["MODEL_REF"]), scratch / "model-without-explainer")
+            for tag, model_ref in (("without", plain), ("with", env["MODEL_REF"])):
+                explain[tag] = measure_latency(
+                    env | {"MODEL_REF": str(model_ref), "CANARY_MODEL_REF": str(model_ref)},
+                    f"explain-{tag}",
+                    scratch,
+                    args.rate,
+                    args.seconds,
+                    args.latency_wait_ms,
                 )
-            )
-            lat_env = env | {
-                "TRANSACTIONS_TOPIC": lat_topic,
-                "DECISIONS_TOPIC": lat_dec,
-                "DLQ_TOPIC": f"bench-lat-dlq-{suffix}",
-                "CONSUMER_GROUP": f"bench-lat-{suffix}",
-                "REDIS_KEY_PREFIX": f"bench-lat-{suffix}:",
-                "METRICS_PORT": str(free_port()),
-                "BATCH_MAX_WAIT_MS": str(args.latency_wait_ms),
-            }
-            proc = start_scorer(lat_env, scratch / "scorer-latency.log")
-            latency = run_latency(lat_env, args.rate, args.seconds)
-            latency["batch_max_wait_ms"] = args.latency_wait_ms
-            print(
-                f"steady {latency['offered_tx_per_s']:,.0f} tx/s (BATCH_MAX_WAIT_MS="
-                f"{args.latency_wait_ms}): p50 {latency['p50_ms']:.1f} ms, "
-                f"p99 {latency['p99_ms']:.1f} ms, max {latency['max_ms']:.1f} ms",
-                flush=True,
-            )
-            lat_port = int(lat_env["METRICS_PORT"])
-            batches = metric(lat_port, "fraudpipe_scorer_batch_size_messages_count")
-            decided = metric(lat_port, "fraudpipe_scorer_decisions_total")
-            print(
-                f"  mean batch {decided / max(batches, 1):.0f}; "
-                f"ms per batch {stage_means_ms(lat_port)}; p99 at most {stage_p99_ms(lat_port)}"
-            )
-            proc.terminate()
-            proc.wait(timeout=15)
 
         soak: list[dict[str, float]] = []
         if "soak" in phases:
@@ -684,6 +747,7 @@ def main() -> None:
             "count": args.count,
             "drain": drain,
             "latency": latency,
+            "explain": explain,
             "soak": soak,
             "peak_rss_mib": rss_after,
             "naive": naive,

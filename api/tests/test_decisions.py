@@ -191,6 +191,8 @@ async def test_published_transactions_are_decided_and_score_changes_no_state(
         decided = await http.get("/v1/transactions/e2e-1/decision", params={"wait": "30s"})
         assert decided.status_code == 200, decided.text
         after = await http.post("/v1/score", json=transaction("s-probe-2", user_id="e2e"))
+        big = transaction("s-big", user_id="e2e", amount="50000.00")  # over the amount ceiling
+        blocked = (await http.post("/v1/score", json=big)).json()
         models = (await http.get("/v1/models")).json()
     await client.aclose()
 
@@ -203,6 +205,16 @@ async def test_published_transactions_are_decided_and_score_changes_no_state(
     assert later["features"][FEATURE_NAMES[at]] == 1.0  # sees what the scorer recorded
     assert probe["decision"] in {"APPROVE", "FLAG", "BLOCK"}
     assert models["scoring_model"]["digest"] == probe["model_digest"]
+    # A BLOCK is explained as the scorer explains it: TreeSHAP's strongest features.
+    assert blocked["decision"] == "BLOCK"
+    assert "amount_ceiling" in [r["code"] for r in blocked["reasons"]]
+    explained = blocked["explanation"]["contributions"]
+    assert len(explained) == 5
+    assert {c["feature"]: c["value"] for c in explained}.items() <= blocked["features"].items()
+    raising = [f"feature:{c['feature']}" for c in explained if c["contribution"] > 0][:3]
+    assert [r["code"] for r in blocked["reasons"] if r["code"].startswith("feature:")] == raising
+    if probe["decision"] == "APPROVE":
+        assert "explanation" not in probe
 
 
 async def test_alerts_the_scorer_writes_are_counted_by_country(

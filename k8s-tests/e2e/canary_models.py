@@ -38,8 +38,14 @@ SLOW_SIZE = 800  # three 800x800 products: about 3 GFLOP a batch, whatever its s
 
 
 def _with(artifact: ModelArtifact, onnx_bytes: bytes, name: str, **card: object) -> ModelArtifact:
+    # A hand-made graph has no tree explainer: the trained model's would not match it.
     updated = artifact.card.model_copy(
-        update={"name": name, "model_sha256": sha256_digest(onnx_bytes), **card}
+        update={
+            "name": name,
+            "model_sha256": sha256_digest(onnx_bytes),
+            "explainer_sha256": None,
+            **card,
+        }
     )
     return ModelArtifact(onnx_bytes, updated)
 

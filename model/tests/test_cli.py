@@ -12,15 +12,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fraudpipe_common.explain import UNITS
 from fraudpipe_common.features import FEATURE_NAMES
+from fraudpipe_common.inference import open_model
 from fraudpipe_common.model_artifact import (
     CARD_FILE,
+    EXPLAINER_FILE,
     MODEL_FILE,
     ModelArtifact,
+    ModelArtifactError,
     ModelCard,
     push_model,
     read_model_dir,
 )
+from fraudpipe_common.model_probe import ModelProbeError
 from fraudpipe_common.oci import sha256_digest
 from fraudpipe_model.cli import ESTIMATOR_FILE, _load_estimator, main
 from fraudpipe_model.dataset import DatasetSpec, build_dataset
@@ -49,7 +54,12 @@ def test_train_writes_graph_card_and_estimator_with_the_training_data_hash(
     models: dict[str, Path],
 ) -> None:
     for family, directory in models.items():
-        assert {p.name for p in directory.iterdir()} == {MODEL_FILE, CARD_FILE, ESTIMATOR_FILE}
+        assert {p.name for p in directory.iterdir()} == {
+            MODEL_FILE,
+            CARD_FILE,
+            EXPLAINER_FILE,
+            ESTIMATOR_FILE,
+        }
         card = read_model_dir(directory).card  # also verifies the pair
         assert card.family == family
         assert card.features == FEATURE_NAMES
@@ -176,7 +186,11 @@ async def test_pull_refuses_a_model_whose_inputs_do_not_match_the_features(
     artifact = read_model_dir(models["gradient_boosting"])
     swapped = (FEATURE_NAMES[1], FEATURE_NAMES[0], *FEATURE_NAMES[2:])
     card = artifact.card.model_copy(update={"features": swapped})
-    ref = await push_model(oci_registry, oci_repository, ModelArtifact(artifact.onnx, card))
+    ref = await push_model(
+        oci_registry,
+        oci_repository,
+        ModelArtifact(artifact.onnx, card, explainer=artifact.explainer),
+    )
     out = tmp_path / "refused"
     assert await _run_in_thread(["pull", str(ref), "--out", str(out)]) == 1
     error = capsys.readouterr().err
@@ -204,6 +218,41 @@ def test_a_directory_holding_no_onnx_graph_is_refused_before_pushing(
     (directory / CARD_FILE).write_bytes(card.to_json())
     assert main(["push", str(directory), "127.0.0.1:1/models/fraud"]) == 1
     assert "onnxruntime cannot load the model" in capsys.readouterr().err
+
+
+def test_trained_models_explain_their_own_scores_exactly(models: dict[str, Path]) -> None:
+    rows = build_dataset(DatasetSpec(rows=3000, seed=9)).features.astype(np.float32)
+    for family, directory in models.items():
+        artifact = read_model_dir(directory)
+        assert artifact.card.explainer_sha256 == sha256_digest(artifact.explainer or b"")
+        _, explainer = open_model(artifact)
+        assert explainer is not None
+        graph = OnnxModel(artifact.onnx).scores(rows)
+        np.testing.assert_allclose(explainer.scores(rows), graph, atol=1e-5, err_msg=family)
+        (explanation,) = explainer.explain(rows[:1])
+        assert (
+            explanation.unit
+            == UNITS["logistic" if family == "gradient_boosting" else "exp2_negative"]
+        )
+        assert len(explanation.contributions) == 5
+
+
+def test_an_explainer_that_does_not_fit_its_graph_is_refused(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    directory = copy_of(models["gradient_boosting"], tmp_path)
+    tree = json.loads((directory / EXPLAINER_FILE).read_bytes())
+    leaf = tree["trees"][0]["left"].index(-1)
+    tree["trees"][0]["value"][leaf] += 3.0  # one leaf of the first tree, as a bad export would
+    tampered = json.dumps(tree).encode()
+    (directory / EXPLAINER_FILE).write_bytes(tampered)
+    with pytest.raises(ModelArtifactError, match="do not belong together"):
+        read_model_dir(directory)
+    card = read_model_dir(models["gradient_boosting"]).card
+    updated = card.model_copy(update={"explainer_sha256": sha256_digest(tampered)})
+    (directory / CARD_FILE).write_bytes(updated.to_json())
+    with pytest.raises(ModelProbeError, match="does not match the ONNX graph"):
+        open_model(read_model_dir(directory))
 
 
 def test_inspect_of_a_missing_directory_says_what_it_expected(

@@ -53,7 +53,7 @@ def row_sum_graph(*, divided_by_itself: bool) -> bytes:
 def bad_model_dir(trained: Path, out: Path, onnx_bytes: bytes) -> Path:
     """The graph under the trained model's card, updated to describe it."""
     card = read_model_dir(trained).card.model_copy(
-        update={"name": "bad", "model_sha256": sha256_digest(onnx_bytes)}
+        update={"name": "bad", "model_sha256": sha256_digest(onnx_bytes), "explainer_sha256": None}
     )
     write_model_dir(out, ModelArtifact(onnx_bytes, card))
     return out

@@ -44,6 +44,36 @@ def by_tx(decisions: list[Decision]) -> dict[str, Decision]:
     return found
 
 
+async def _assert_alerts_explained(database_url: str, decided: dict[str, Decision]) -> None:
+    """Every FLAG/BLOCK carries its TreeSHAP explanation (decisions.v1 and Postgres alike)
+    and reason codes for the features that raised the risk; an APPROVE carries none."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        stored = {
+            r["tx_id"]: r["explanation"]
+            for r in await conn.fetch("SELECT tx_id, explanation::text AS explanation FROM alerts")
+        }
+    finally:
+        await conn.close()
+    for tx_id, decision in decided.items():
+        if decision.decision is Verdict.APPROVE:
+            assert decision.explanation is None
+            continue
+        explanation = decision.explanation
+        assert explanation is not None, decision
+        assert explanation.unit == "log-odds of fraud"
+        assert len(explanation.contributions) == 5
+        assert {c.feature: c.value for c in explanation.contributions}.items() <= (
+            decision.features.items()
+        )
+        sizes = [abs(c.contribution) for c in explanation.contributions]
+        assert sizes == sorted(sizes, reverse=True)
+        raising = [c.feature for c in explanation.contributions if c.contribution > 0][:3]
+        codes = [r.code for r in decision.reasons]
+        assert [c for c in codes if c.startswith("feature:")] == [f"feature:{f}" for f in raising]
+        assert orjson.loads(stored[tx_id]) == explanation.model_dump(mode="json")
+
+
 async def test_injected_fraud_is_alerted_and_clean_traffic_is_mostly_approved(
     pipeline_env: dict[str, str], start_scorer: StartScorer
 ) -> None:
@@ -83,6 +113,7 @@ async def test_injected_fraud_is_alerted_and_clean_traffic_is_mostly_approved(
     finally:
         await conn.close()
     assert countries == {tx.tx_id: tx.country for tx in txs if tx.tx_id in expected}
+    await _assert_alerts_explained(env["DATABASE_URL"], decided)
     some = next(iter(expected))
     reasons = decided[some].reasons
     assert reasons

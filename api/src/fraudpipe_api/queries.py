@@ -233,6 +233,17 @@ async def get_alert(conn: asyncpg.Connection | asyncpg.Pool, tx_id: str) -> dict
     return None if row is None else alert_dict(row)
 
 
+async def get_explanation(
+    conn: asyncpg.Connection | asyncpg.Pool, tx_id: str
+) -> asyncpg.Record | None:
+    """The alert's verdict, reasons and explanation (jsonb as text; explanation may be null)."""
+    return await conn.fetchrow(
+        "SELECT tx_id, decision, score, model_digest, track, reasons::text AS reasons, "
+        "explanation::text AS explanation FROM alerts WHERE tx_id = $1",
+        tx_id,
+    )
+
+
 async def feedback_history(
     conn: asyncpg.Connection | asyncpg.Pool, tx_id: str
 ) -> list[dict[str, Any]]:

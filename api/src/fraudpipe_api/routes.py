@@ -16,12 +16,14 @@ from pydantic import Field
 from fraudpipe_api import queries
 from fraudpipe_api.durations import DURATION_PATTERN, parse_duration
 from fraudpipe_api.errors import ApiError, dependency, invalid, not_found
+from fraudpipe_api.explanations import explain_alert
 from fraudpipe_api.prom import decision_counts
 from fraudpipe_api.schemas import (
     NO_NUL,
     Accepted,
     Alert,
     AlertDetail,
+    AlertExplanation,
     AlertPage,
     AlertQuery,
     Feedback,
@@ -32,7 +34,7 @@ from fraudpipe_api.schemas import (
 )
 from fraudpipe_api.security import ReadKey, WriteKey
 from fraudpipe_api.state import AppState
-from fraudpipe_common.contracts.decisions import Decision, Track
+from fraudpipe_common.contracts.decisions import Decision, Track, Verdict
 from fraudpipe_common.contracts.transactions import (
     SCHEMA,
     SCHEMA_HEADER,
@@ -40,6 +42,7 @@ from fraudpipe_common.contracts.transactions import (
     Transaction,
     decode_transaction,
 )
+from fraudpipe_common.explain import feature_reasons
 from fraudpipe_common.features import FEATURE_NAMES, FeatureInput, assemble
 from fraudpipe_common.rules import decide
 
@@ -154,6 +157,29 @@ async def get_alert(request: Request, tx_id: TxId, _key: Any = ReadKey) -> Respo
             raise not_found(f"no alert for tx_id {tx_id!r} (APPROVE decisions are not alerts)")
         alert["feedback_history"] = await queries.feedback_history(pool, tx_id)
     return _json(alert)
+
+
+@router.get(
+    "/alerts/{tx_id}/explanation",
+    response_model=AlertExplanation,
+    responses=_ERRORS | {404: {"description": "Unknown tx_id, or an alert without explanation."}},
+    tags=["alerts"],
+)
+async def get_explanation(request: Request, tx_id: TxId, _key: Any = ReadKey) -> Response:
+    """Why it was flagged or blocked: the rules that fired and the features that moved the
+    model's score most (exact TreeSHAP), in numbers and in words."""
+    state = _state(request)
+    async with dependency("postgres", state.settings.retry_after_s):
+        row = await queries.get_explanation(await state.clients.pool(), tx_id)
+    if row is None:
+        raise not_found(f"no alert for tx_id {tx_id!r} (APPROVE decisions are not alerts)")
+    if row["explanation"] is None:
+        raise not_found(
+            f"alert {tx_id!r} has no explanation: the model that decided it "
+            f"({row['model_digest'][:19]}…) carries no explainer (exported before explanations "
+            "existed); its reasons are in GET /v1/alerts/{tx_id}"
+        )
+    return _json(explain_alert(row))
 
 
 @router.post(
@@ -321,6 +347,10 @@ async def score(request: Request, tx: Transaction, _key: Any = WriteKey) -> Resp
     row = assemble(features, stateful)
     value = float(model.score(np.asarray([row], dtype=np.float32))[0])
     verdict, reasons = decide(decoded.amount, row, value, model.thresholds, state.rules)
+    explanation = None
+    if verdict is not Verdict.APPROVE and model.explainer is not None:
+        (explanation,) = model.explainer.explain(np.asarray([row], dtype=np.float64))
+        reasons += feature_reasons(explanation)
     decision = Decision(
         tx_id=decoded.tx_id,
         user_id=decoded.user_id,
@@ -332,6 +362,7 @@ async def score(request: Request, tx: Transaction, _key: Any = WriteKey) -> Resp
         features=dict(zip(FEATURE_NAMES, row, strict=True)),
         event_ts=dt.datetime.fromtimestamp(decoded.ts, dt.UTC),
         decided_ts=dt.datetime.now(dt.UTC),
+        explanation=explanation,
     )
     return Response(decision.to_json(), media_type="application/json")
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fraudpipe_common.contracts.decisions import Reason, Track
+from fraudpipe_common.contracts.decisions import Contribution, Reason, Track
 
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL; refused up front, never a 500
 Text = Annotated[str, Field(pattern=NO_NUL)]
@@ -69,6 +69,24 @@ class Feedback(BaseModel):
 
 class AlertDetail(Alert):
     feedback_history: list[Feedback] = Field(description="Every label given, oldest first.")
+
+
+class ExplainedContribution(Contribution):
+    text: str = Field(description="The contribution in words.")
+
+
+class AlertExplanation(BaseModel):
+    tx_id: str
+    decision: AlertVerdict
+    score: float
+    model_digest: str
+    track: Track
+    rules: list[Reason] = Field(description="The rules that fired (model score included).")
+    method: str = Field(description="tree_shap: exact path-dependent TreeSHAP.")
+    unit: str = Field(description="Unit of base and contributions (the model's margin).")
+    base: float = Field(description="The margin of an average transaction, risk-signed.")
+    contributions: list[ExplainedContribution] = Field(description="Largest effects first.")
+    summary: str = Field(description="The whole explanation in a few sentences.")
 
 
 class Accepted(BaseModel):

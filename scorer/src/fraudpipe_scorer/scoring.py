@@ -27,6 +27,7 @@ from fraudpipe_common.contracts.transactions import (
     Tx,
     decode_transaction,
 )
+from fraudpipe_common.explain import feature_reasons
 from fraudpipe_common.features import (
     FEATURE_NAMES,
     STATELESS_FEATURES,
@@ -61,6 +62,9 @@ class BatchResult:
     rejections: list[tuple[Record, Rejection]] = field(default_factory=list)
     # The transaction's country of each acting FLAG/BLOCK, by tx_id (stored with the alert).
     alert_countries: dict[str, str] = field(default_factory=dict)
+    # Acting FLAG/BLOCK decisions whose model has an explainer, by that model: the positions
+    # in `decisions` and in the batch's matrix (the same: one decision per good row).
+    unexplained: dict[str, tuple[LoadedModel, list[int]]] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     tally: Tally = field(default_factory=lambda: Tally())
 
@@ -125,7 +129,9 @@ class BatchScorer:
         """The whole batch in one go (the service splits it to overlap batches)."""
         batch = self.decode(records)
         matrix = self.matrix(batch, await self.fetch_features(batch))
-        return self.finish(batch, matrix, self.infer(batch, matrix))
+        result = self.finish(batch, matrix, self.infer(batch, matrix))
+        self.explain(result, matrix)
+        return result
 
     def decode(self, records: Sequence[Record]) -> DecodedBatch:
         result = BatchResult()
@@ -245,6 +251,8 @@ class BatchScorer:
                     result.alert_countries[tx.tx_id] = tx.country
                     track = canary_track if on_canary else stable_track
                     verdicts[(verdict.value, model.digest, track)] += 1
+                    if model.explainer is not None:
+                        result.unexplained.setdefault(model.digest, (model, []))[1].append(i)
             else:
                 verdict, reasons = Verdict.APPROVE, []
             decisions.append(
@@ -291,6 +299,23 @@ class BatchScorer:
         self._tally(result.tally, batch, scores, clipped_scores, shadow_scores)
         _lap(result, "rules", clock)
         return result
+
+    def explain(self, result: BatchResult, matrix: Matrix) -> None:
+        """TreeSHAP for the acting FLAG/BLOCK decisions: their explanation, and reasons for
+        the features that raised the risk most. Computation only (numpy, mostly outside the
+        GIL), safe off the loop; a batch of APPROVEs costs nothing here."""
+        if not result.unexplained:
+            return
+        clock = time.perf_counter()
+        decisions = result.decisions
+        for model, rows in result.unexplained.values():
+            assert model.explainer is not None
+            for i, explanation in zip(rows, model.explainer.explain(matrix[rows]), strict=True):
+                record, decision = decisions[i]
+                reasons = decision.reasons + feature_reasons(explanation)
+                decisions[i] = (record, decision._replace(reasons=reasons, explanation=explanation))
+        result.unexplained = {}
+        _lap(result, "explain", clock)
 
     def _tally(
         self,

@@ -566,6 +566,8 @@ class Scorer:
         # batch's fetch go on meanwhile.
         scores = await asyncio.to_thread(scorer.infer, batch, matrix)
         result = scorer.finish(batch, matrix, scores)
+        if result.unexplained:
+            await asyncio.to_thread(scorer.explain, result, matrix)
         for stage, seconds in result.stage_seconds.items():
             m.stage.labels(stage).observe(seconds)
         for model, seconds in scores.seconds.items():

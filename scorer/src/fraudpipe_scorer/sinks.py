@@ -111,10 +111,10 @@ def first_decisions(
 
 _INSERT_ALERTS = """
 INSERT INTO alerts (tx_id, user_id, decision, score, model_digest, track, reasons, features,
-                    event_ts, decided_ts, country)
+                    event_ts, decided_ts, country, explanation)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[],
                      $7::jsonb[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[],
-                     $11::text[])
+                     $11::text[], $12::jsonb[])
 ON CONFLICT (tx_id) DO NOTHING
 """
 
@@ -132,7 +132,7 @@ class AlertStore:
         alerts = [d for d in decisions if d.decision is not Verdict.APPROVE]
         if not alerts:
             return
-        columns: list[list[object]] = [[] for _ in range(11)]
+        columns: list[list[object]] = [[] for _ in range(12)]
         for d in alerts:
             values = (
                 d.tx_id,
@@ -146,6 +146,7 @@ class AlertStore:
                 d.event_ts,
                 d.decided_ts,
                 countries.get(d.tx_id),
+                None if d.explanation is None else d.explanation.model_dump_json(),
             )
             for column, value in zip(columns, values, strict=True):
                 column.append(value)

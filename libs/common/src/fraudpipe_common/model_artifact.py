@@ -6,7 +6,10 @@ Layout (an OCI image manifest, artifactType `application/vnd.fraudpipe.model.v1`
   a fraud score in [0, 1] (higher is riskier), whatever the model family: the family-specific
   mapping to [0, 1] is part of the graph, so a scorer never needs to know it.
 - layer `application/vnd.fraudpipe.model.card.v1+json`: the `ModelCard` below.
-On disk the same two files are `model.onnx` and `card.json` in one directory.
+- optional layer `application/vnd.fraudpipe.model.explainer.v1+json`: the trees with their
+  covers, for exact TreeSHAP explanations (fraudpipe_common.explain.trees); the card names its
+  SHA-256 when there is one. A model without it scores the same and explains nothing.
+On disk the same files are `model.onnx`, `card.json` and `explainer.json` in one directory.
 
 The card names the SHA-256 of the ONNX bytes, so a card cannot be paired with another graph,
 and everything pulled is verified against the digests it was asked for by. `check_compatible`
@@ -37,8 +40,10 @@ from fraudpipe_common.oci import (
 ARTIFACT_TYPE = "application/vnd.fraudpipe.model.v1"
 ONNX_MEDIA_TYPE = "application/vnd.fraudpipe.model.onnx"
 CARD_MEDIA_TYPE = "application/vnd.fraudpipe.model.card.v1+json"
+EXPLAINER_MEDIA_TYPE = "application/vnd.fraudpipe.model.explainer.v1+json"
 MODEL_FILE = "model.onnx"
 CARD_FILE = "card.json"
+EXPLAINER_FILE = "explainer.json"
 TITLE_ANNOTATION = "org.opencontainers.image.title"
 
 Family = Literal["isolation_forest", "gradient_boosting"]
@@ -123,6 +128,7 @@ class ModelCard(_Card):
     validation: Metrics
     training_data: TrainingData
     model_sha256: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    explainer_sha256: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
     export_max_abs_diff: float = Field(ge=0.0)  # ONNX vs scikit-learn scores, at export
     versions: dict[str, str] = Field(default_factory=dict)
     hyperparameters: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
@@ -152,6 +158,7 @@ class ModelArtifact:
     onnx: bytes
     card: ModelCard
     reference: Reference | None = None  # digest-pinned, when it came from a registry
+    explainer: bytes | None = None  # explainer.json, when the card names one
 
 
 # -- compatibility ------------------------------------------------------------------------------
@@ -241,21 +248,38 @@ def _graph_mismatch(card: ModelCard, session: SessionLike) -> list[str]:
 
 
 # -- files ----------------------------------------------------------------------------------------
-def verify_pair(onnx: bytes, card: ModelCard) -> None:
-    """The card must describe these very ONNX bytes."""
+def verify_pair(onnx: bytes, card: ModelCard, explainer: bytes | None = None) -> None:
+    """The card must describe these very ONNX bytes, and the explainer it names, if any."""
     actual = sha256_digest(onnx)
     if actual != card.model_sha256:
         raise ModelArtifactError(
             f"the card describes ONNX bytes {card.model_sha256} but the model hashes to "
             f"{actual}: the card and the graph do not belong together"
         )
+    if card.explainer_sha256 is None:
+        if explainer is not None:
+            raise ModelArtifactError("an explainer came with a card that names none")
+        return
+    if explainer is None:
+        raise ModelArtifactError(
+            f"the card names an explainer ({card.explainer_sha256}) but none came with it"
+        )
+    if (found := sha256_digest(explainer)) != card.explainer_sha256:
+        raise ModelArtifactError(
+            f"the card describes explainer bytes {card.explainer_sha256} but the explainer "
+            f"hashes to {found}: they do not belong together"
+        )
 
 
 def write_model_dir(directory: Path, artifact: ModelArtifact) -> None:
-    verify_pair(artifact.onnx, artifact.card)
+    verify_pair(artifact.onnx, artifact.card, artifact.explainer)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / MODEL_FILE).write_bytes(artifact.onnx)
     (directory / CARD_FILE).write_bytes(artifact.card.to_json())
+    if artifact.explainer is not None:
+        (directory / EXPLAINER_FILE).write_bytes(artifact.explainer)
+    else:
+        (directory / EXPLAINER_FILE).unlink(missing_ok=True)
 
 
 def read_model_dir(directory: Path) -> ModelArtifact:
@@ -268,8 +292,16 @@ def read_model_dir(directory: Path) -> ModelArtifact:
             f"(expected {MODEL_FILE} and {CARD_FILE})"
         ) from exc
     card = ModelCard.from_json(card_bytes)
-    verify_pair(onnx, card)
-    return ModelArtifact(onnx, card)
+    explainer = None
+    if card.explainer_sha256 is not None:
+        try:
+            explainer = (directory / EXPLAINER_FILE).read_bytes()
+        except FileNotFoundError as exc:
+            raise ModelArtifactError(
+                f"{directory}: the card names an explainer but {EXPLAINER_FILE} is missing"
+            ) from exc
+    verify_pair(onnx, card, explainer)
+    return ModelArtifact(onnx, card, explainer=explainer)
 
 
 # -- registry -------------------------------------------------------------------------------------
@@ -282,12 +314,16 @@ async def push_model(
     plain_http: bool | None = None,
 ) -> Reference:
     """Push the ONNX graph and its card as one artifact; returns `registry/repo@sha256:…`."""
-    verify_pair(artifact.onnx, artifact.card)
+    verify_pair(artifact.onnx, artifact.card, artifact.explainer)
     card = artifact.card
     layers = [
         OciBlob(artifact.onnx, ONNX_MEDIA_TYPE, {TITLE_ANNOTATION: MODEL_FILE}),
         OciBlob(card.to_json(), CARD_MEDIA_TYPE, {TITLE_ANNOTATION: CARD_FILE}),
     ]
+    if artifact.explainer is not None:
+        layers.append(
+            OciBlob(artifact.explainer, EXPLAINER_MEDIA_TYPE, {TITLE_ANNOTATION: EXPLAINER_FILE})
+        )
     annotations = {
         "org.opencontainers.image.created": card.created.isoformat(),
         "io.fraudpipe.model.name": card.name,
@@ -319,8 +355,9 @@ async def pull_model(
     by_type = _layers_by_media_type(ref, manifest, layers)
     card = ModelCard.from_json(by_type[CARD_MEDIA_TYPE])
     onnx = by_type[ONNX_MEDIA_TYPE]
-    verify_pair(onnx, card)
-    return ModelArtifact(onnx, card, ref)
+    explainer = by_type.get(EXPLAINER_MEDIA_TYPE)
+    verify_pair(onnx, card, explainer)
+    return ModelArtifact(onnx, card, ref, explainer)
 
 
 async def load_model(ref_or_path: str, *, plain_http: bool | None = None) -> ModelArtifact:

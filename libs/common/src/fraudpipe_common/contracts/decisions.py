@@ -35,6 +35,34 @@ class Reason(BaseModel):
     detail: str = Field(description="Human-readable explanation with the values involved.")
 
 
+class Contribution(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    feature: str
+    value: float = Field(description="The feature's value in this transaction.")
+    contribution: float = Field(
+        description="Its exact TreeSHAP share of the model's margin, signed so that a "
+        "positive share raised the risk."
+    )
+
+    def describe(self, unit: str) -> str:
+        effect = "raised" if self.contribution > 0 else "lowered"
+        size = abs(self.contribution)
+        return f"{self.feature} = {self.value:g} {effect} the risk by {size:.3f} ({unit})"
+
+
+class Explanation(BaseModel):
+    """Why the model scored it so: the features with the largest effect. The base plus every
+    feature's contribution (not only those listed) is the model's margin for this row."""
+
+    model_config = ConfigDict(frozen=True)
+
+    method: str = Field(default="tree_shap", description="Exact path-dependent TreeSHAP.")
+    unit: str = Field(description="Unit of base and contributions (the model's margin).")
+    base: float = Field(description="The margin of an average transaction, risk-signed.")
+    contributions: list[Contribution] = Field(description="Largest effects first.")
+
+
 class Decision(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -51,9 +79,14 @@ class Decision(BaseModel):
     features: dict[str, float] = Field(default_factory=dict, description="Feature snapshot.")
     event_ts: dt.datetime = Field(description="The transaction's own timestamp.")
     decided_ts: dt.datetime = Field(description="When the decision was made.")
+    explanation: Explanation | None = Field(
+        default=None,
+        description="Feature contributions, on FLAG/BLOCK decisions of models that carry an "
+        "explainer; absent otherwise.",
+    )
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json"))
+        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
 
     @classmethod
     def from_json(cls, data: bytes) -> Decision:
@@ -76,23 +109,24 @@ class DecisionRecord(NamedTuple):
     features: dict[str, float]
     event_ts: dt.datetime  # timezone-aware, UTC
     decided_ts: dt.datetime  # timezone-aware, UTC
+    explanation: Explanation | None = None
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "tx_id": self.tx_id,
-                "user_id": self.user_id,
-                "decision": self.decision,
-                "score": self.score,
-                "model_digest": self.model_digest,
-                "track": self.track,
-                "reasons": [{"code": r.code, "detail": r.detail} for r in self.reasons],
-                "features": self.features,
-                "event_ts": self.event_ts,
-                "decided_ts": self.decided_ts,
-            },
-            option=orjson.OPT_UTC_Z,
-        )
+        encoded = {
+            "tx_id": self.tx_id,
+            "user_id": self.user_id,
+            "decision": self.decision,
+            "score": self.score,
+            "model_digest": self.model_digest,
+            "track": self.track,
+            "reasons": [{"code": r.code, "detail": r.detail} for r in self.reasons],
+            "features": self.features,
+            "event_ts": self.event_ts,
+            "decided_ts": self.decided_ts,
+        }
+        if self.explanation is not None:
+            encoded["explanation"] = self.explanation.model_dump(mode="json")
+        return orjson.dumps(encoded, option=orjson.OPT_UTC_Z)
 
     def to_model(self) -> Decision:
         """The validated contract object (checks what the hot path skips)."""

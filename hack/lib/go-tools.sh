@@ -1,4 +1,4 @@
-# Builds Kubernetes, etcd, kwok and helm from the Go module proxy at the pinned versions.
+# Builds Kubernetes, etcd, kwok, helm and the S3 server from the Go module proxy at the pinned versions.
 # Sourced by hack/provision after common.sh.
 
 # k8s.io/kubernetes points its staging modules (k8s.io/api, k8s.io/client-go, ...) at
@@ -119,4 +119,11 @@ build_helm() {
   fi
   go_install_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" \
     "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+}
+
+# versitygw serves the S3 API over a POSIX directory: a real server (signatures, multipart,
+# listing) for the archive's tests without a cluster of SeaweedFS processes or MinIO's AGPL.
+build_s3server() {
+  go_install_tool versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION" \
+    "-X main.Version=$VERSITYGW_VERSION"
 }

@@ -1,6 +1,8 @@
 """`fraudpipe-api [serve]` serves the API; `fraudpipe-api hash-key [TOKEN]` prints a key line
 (a new token when none is given) for API_KEYS_FILE; `fraudpipe-api notify` runs the webhook
-notifier (fraudpipe_api.notify); `fraudpipe-api report --date D` prints a day's report."""
+notifier (fraudpipe_api.notify); `fraudpipe-api report --date D` prints a day's report;
+`fraudpipe-api retention` deletes alerts and feedback past their retention
+(fraudpipe_api.retention)."""
 
 from __future__ import annotations
 
@@ -29,17 +31,43 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "notify", help="post BLOCK decisions and alert-rate spikes to NOTIFY_WEBHOOK_URL"
     )
+    commands.add_parser(
+        "archive",
+        help="archive decisions.v1 and the labels topic to ARCHIVE_URI as hourly Parquet",
+    )
     report = commands.add_parser(
         "report", help="one UTC day: decisions, alert rate, precision, top rules (stdout)"
     )
     report.add_argument("--date", help="YYYY-MM-DD, today or yesterday (default: yesterday)")
     report.add_argument("--output", choices=["json", "text"], default="json")
     report.add_argument("--top", type=int, default=10, help="how many rules to list")
+    retention = commands.add_parser(
+        "retention",
+        help="delete alerts and feedback older than their retention, in short batches "
+        "(JSON summary on stdout)",
+    )
+    retention.add_argument(
+        "--alerts-days",
+        type=int,
+        help="alerts older than this go, unless labelled (default: RETENTION_ALERTS_DAYS)",
+    )
+    retention.add_argument(
+        "--feedback-days",
+        type=int,
+        help="feedback older than this goes (default: RETENTION_FEEDBACK_DAYS)",
+    )
+    retention.add_argument(
+        "--batch-size", type=int, help="rows per DELETE (default: RETENTION_BATCH_SIZE, 1000)"
+    )
     args = parser.parse_args(argv)
     if args.command == "notify":
         return _notify()
+    if args.command == "archive":
+        return _archive()
     if args.command == "report":
         return _report(args.date, args.output, args.top)
+    if args.command == "retention":
+        return _retention(args.alerts_days, args.feedback_days, args.batch_size)
     if args.command == "hash-key":
         token = args.token or new_token()
         if not args.token:
@@ -96,6 +124,25 @@ def _notify() -> int:
     return 0
 
 
+def _archive() -> int:
+    import asyncio
+
+    from fraudpipe_api.archive import ArchiveSettings, run
+    from fraudpipe_common.archive.store import S3Settings
+    from fraudpipe_common.kafka import KafkaSettings, TopicSettings
+
+    try:
+        settings = ArchiveSettings()  # type: ignore[call-arg]  # from the environment
+        kafka = KafkaSettings()  # type: ignore[call-arg]
+        s3 = S3Settings()
+    except pydantic.ValidationError as exc:
+        print(f"fraudpipe-api archive: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run(settings, kafka, TopicSettings(), s3))
+    return 0
+
+
 def _report(date: str | None, output: str, top: int) -> int:
     from fraudpipe_api.report import main as report
 
@@ -103,4 +150,14 @@ def _report(date: str | None, output: str, top: int) -> int:
         return report(date, output, top)
     except pydantic.ValidationError as exc:
         print(f"fraudpipe-api report: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+
+
+def _retention(alerts_days: int | None, feedback_days: int | None, batch_size: int | None) -> int:
+    from fraudpipe_api.retention import main as retention
+
+    try:
+        return retention(alerts_days, feedback_days, batch_size)
+    except pydantic.ValidationError as exc:
+        print(f"fraudpipe-api retention: invalid configuration: {exc}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from typing import get_args
 
 import joblib  # type: ignore[import-untyped]
 
+from fraudpipe_common.explain import TreeExplainer
 from fraudpipe_common.features import FEATURE_NAMES
 from fraudpipe_common.model_artifact import (
     CARD_FILE,
@@ -38,10 +39,16 @@ from fraudpipe_model.evaluate import (
     plot_pr_curves,
     quality_bar_failures,
 )
+from fraudpipe_model.explainer import export_explainer
 from fraudpipe_model.export import export_onnx
 from fraudpipe_model.families import DEFAULT_FAMILY, Estimator, family_of
 from fraudpipe_model.runtime import OnnxModel, ParityError, check_parity
-from fraudpipe_model.train import PARITY_ROWS, VALIDATION_FRACTION, train_model
+from fraudpipe_model.train import (
+    EXPLAINER_CHECK_ROWS,
+    PARITY_ROWS,
+    VALIDATION_FRACTION,
+    train_model,
+)
 
 ESTIMATOR_FILE = "estimator.joblib"  # the fitted scikit-learn model, for `export` only
 DEFAULT_CACHE = Path(os.environ.get("FRAUDPIPE_CACHE", Path.home() / ".cache" / "fraudpipe"))
@@ -63,9 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # -- commands -----------------------------------------------------------------------------------
 def _train(args: argparse.Namespace) -> None:
-    spec = _spec(args)
-    print(f"generating {spec.describe()} …", file=sys.stderr)
-    dataset = load_dataset(spec, _cache_dir(args))
+    if args.from_archive:
+        from fraudpipe_model.archived import load_archive_dataset
+
+        print(f"reading {args.from_archive} …", file=sys.stderr)
+        dataset = load_archive_dataset(args.from_archive)
+    else:
+        spec = _spec(args)
+        print(f"generating {spec.describe()} …", file=sys.stderr)
+        dataset = load_dataset(spec, _cache_dir(args))
     print(
         f"training {args.family} on {len(dataset)} rows ({dataset.positives} fraud) …",
         file=sys.stderr,
@@ -95,11 +108,19 @@ def _export(args: argparse.Namespace) -> None:
     onnx_bytes = export_onnx(estimator, len(current.features))
     spec = DatasetSpec(rows=args.parity_rows, seed=args.parity_seed, users=args.users)
     rows = load_dataset(spec, _cache_dir(args)).features
-    diff = check_parity(OnnxModel(onnx_bytes), estimator, rows)
+    onnx_model = OnnxModel(onnx_bytes)
+    diff = check_parity(onnx_model, estimator, rows)
+    explainer = export_explainer(estimator, current.features)
+    checked = rows[:EXPLAINER_CHECK_ROWS]
+    TreeExplainer.from_json(explainer).check_against(checked, onnx_model.scores(checked))
     card = current.model_copy(
-        update={"model_sha256": sha256_digest(onnx_bytes), "export_max_abs_diff": diff}
+        update={
+            "model_sha256": sha256_digest(onnx_bytes),
+            "explainer_sha256": sha256_digest(explainer),
+            "export_max_abs_diff": diff,
+        }
     )
-    write_model_dir(directory, ModelArtifact(onnx_bytes, card))
+    write_model_dir(directory, ModelArtifact(onnx_bytes, card, explainer=explainer))
     print(
         f"exported {directory / MODEL_FILE}: ONNX and scikit-learn scores agree within "
         f"{diff:.3g} on {len(rows)} rows ({spec.describe()})"
@@ -265,6 +286,13 @@ def _parser() -> argparse.ArgumentParser:
         "--family", choices=get_args(Family), default=DEFAULT_FAMILY, help="(%(default)s)"
     )
     data_options(train, rows=300_000, seed=1)
+    train.add_argument(
+        "--from-archive",
+        metavar="S3_URI",
+        help="train on s3://bucket/prefix (`fraudpipe-api archive`): archived decisions' "
+        "features joined with the archived labels, instead of a generated stream (the "
+        "generator's options are then unused; S3 settings from AWS_* variables)",
+    )
     train.add_argument(
         "--validation-fraction",
         type=float,

@@ -11,6 +11,7 @@ import hashlib
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -46,9 +47,16 @@ class DatasetSpec:
         return TrafficConfig(population=population, seed=self.seed, fraud_rate=self.fraud_rate)
 
 
+class DataSource(Protocol):
+    """Where a dataset's rows came from: a synthetic `DatasetSpec`, or the archive
+    (fraudpipe_model.archived.ArchiveSpec)."""
+
+    def describe(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Dataset:
-    spec: DatasetSpec
+    spec: DataSource
     features: np.ndarray  # float32, (rows, len(FEATURE_NAMES)), in stream order
     labels: np.ndarray  # int8, 1 = fraud
     scenarios: np.ndarray  # str, the fraud scenario or LEGITIMATE

@@ -11,6 +11,7 @@ that a developer's real cluster is never touched by accident.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -34,6 +35,7 @@ ENV_OF = {
     "postgres": ("DATABASE_URL",),
     "prometheus": ("PROMETHEUS_URL",),
     "registry": ("OCI_REGISTRY",),
+    "s3": ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_BUCKET"),
     "controlplane": ("KUBECONFIG",),
 }
 
@@ -69,7 +71,10 @@ class StackProvider:
 
 
 def _extra_env(service: str) -> dict[str, str]:
-    optional = {"prometheus": ("PROMETHEUS_TARGETS_DIR", "PROMETHEUS_RULES_DIR")}
+    optional = {
+        "prometheus": ("PROMETHEUS_TARGETS_DIR", "PROMETHEUS_RULES_DIR"),
+        "s3": ("AWS_REGION",),
+    }
     return {k: os.environ[k] for k in optional.get(service, ()) if k in os.environ}
 
 
@@ -187,6 +192,45 @@ def oci_registry(local_stack: StackProvider) -> str:
 def oci_repository() -> str:
     """A repository name used by one test only."""
     return f"fraudpipe-test/{uuid.uuid4().hex[:10]}"
+
+
+# -- S3 ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def s3_env(local_stack: StackProvider) -> dict[str, str]:
+    """AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and S3_BUCKET
+    (a bucket that exists) of an S3-compatible server."""
+    return {"AWS_REGION": "us-east-1"} | local_stack.settings("s3")
+
+
+@pytest.fixture
+def s3_archive_uri(s3_env: dict[str, str]) -> Iterator[str]:
+    """`s3://bucket/prefix` owned by one test; every object under it is removed afterwards."""
+    import pyarrow.fs as pafs
+    from pydantic import SecretStr
+
+    from fraudpipe_common.archive.store import S3Settings
+
+    prefix = unique("test")
+    yield f"s3://{s3_env['S3_BUCKET']}/{prefix}"
+    settings = S3Settings(
+        endpoint_url=s3_env["AWS_ENDPOINT_URL"],
+        region=s3_env["AWS_REGION"],
+        access_key_id=s3_env["AWS_ACCESS_KEY_ID"],
+        secret_access_key=SecretStr(s3_env["AWS_SECRET_ACCESS_KEY"]),
+    )
+    # Files first, then the emptied directories deepest first: a posix-backed server (as
+    # versitygw) refuses to delete a directory before its contents, which a batch delete of
+    # the whole prefix at once may try.
+    fs = settings.filesystem()
+    root = f"{s3_env['S3_BUCKET']}/{prefix}"
+    found = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    for info in found:
+        if info.type == pafs.FileType.File:
+            fs.delete_file(info.path)
+    directories = [i.path for i in found if i.type == pafs.FileType.Directory]
+    for path in sorted([*directories, root], key=len, reverse=True):
+        with contextlib.suppress(OSError):  # already gone with its last object
+            fs.delete_dir(path)
 
 
 # -- Kubernetes ---------------------------------------------------------------------------------

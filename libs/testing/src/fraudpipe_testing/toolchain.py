@@ -63,6 +63,7 @@ PROVISION_TARGET = {
     "runc": "node",
     "iptables": "node",
     "busybox": "node",
+    "versitygw": "s3server",
 }
 
 

@@ -21,6 +21,7 @@ from fraudpipe_testing.stack.services.postgres import PostgresService
 from fraudpipe_testing.stack.services.prometheus import PrometheusService
 from fraudpipe_testing.stack.services.redis import RedisService
 from fraudpipe_testing.stack.services.registry import RegistryService
+from fraudpipe_testing.stack.services.s3 import S3Service
 
 SERVICES: dict[str, Service] = {
     s.name: s
@@ -30,6 +31,7 @@ SERVICES: dict[str, Service] = {
         PostgresService(),
         PrometheusService(),
         RegistryService(),
+        S3Service(),
         ControlPlaneService(),
     )
 }

@@ -1,0 +1,116 @@
+"""The archive's S3 side, through pyarrow's S3 filesystem (blocking: asyncio callers run it in a
+thread).
+
+Credentials and endpoint use the AWS SDKs' standard variables, so the same Secret serves this,
+the aws CLI and any other S3 tool: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and,
+for anything but AWS itself (MinIO, Ceph, SeaweedFS, versitygw, …), AWS_ENDPOINT_URL.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fraudpipe_common.archive.layout import (
+    ArchiveLocation,
+    DatasetName,
+    Run,
+    last_offset_of,
+)
+
+
+class S3Settings(BaseSettings):
+    """AWS_* variables (the AWS SDKs' own names)."""
+
+    model_config = SettingsConfigDict(env_prefix="AWS_", extra="ignore")
+
+    endpoint_url: str | None = Field(
+        default=None,
+        description="http(s)://host:port of an S3-compatible server; unset for AWS S3.",
+    )
+    region: str = Field(default="us-east-1", description="The bucket's region.")
+    access_key_id: str | None = Field(default=None, description="Unset: the SDK's own chain.")
+    secret_access_key: SecretStr | None = None
+
+    def filesystem(self) -> pafs.S3FileSystem:
+        options: dict[str, object] = {"region": self.region}
+        if self.endpoint_url:
+            endpoint = urlsplit(self.endpoint_url)
+            if endpoint.scheme not in ("http", "https") or not endpoint.netloc:
+                raise ValueError(
+                    f"AWS_ENDPOINT_URL={self.endpoint_url!r}: expected http(s)://host[:port]"
+                )
+            # Path-style addressing (pyarrow's default with an endpoint): works with every
+            # S3-compatible server, where virtual-host buckets need DNS for each bucket.
+            options |= {"endpoint_override": endpoint.netloc, "scheme": endpoint.scheme}
+        if self.access_key_id and self.secret_access_key:
+            options |= {
+                "access_key": self.access_key_id,
+                "secret_key": self.secret_access_key.get_secret_value(),
+            }
+        return pafs.S3FileSystem(**options)
+
+
+class ArchiveStore:
+    """One archive location on one S3 filesystem."""
+
+    def __init__(self, location: ArchiveLocation, filesystem: pafs.FileSystem) -> None:
+        self.location = location
+        self.fs = filesystem
+
+    def archived_through(self, dataset: DatasetName, run: Run) -> int | None:
+        """The last offset of an object already archived starting at `run`'s first offset
+        (written by a run that crashed before committing its offsets), or None."""
+        directory = self.location.hour_path(dataset, run.hour)
+        listing = self.fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+        found = [
+            last_offset_of(info.base_name)
+            for info in listing
+            if info.type == pafs.FileType.File and info.base_name.startswith(run.name_prefix)
+        ]
+        return max(found) if found else None
+
+    def put(self, dataset: DatasetName, run: Run, table: pa.Table) -> str:
+        """Write `table` as the run's object and return its key. The file is made in memory
+        and sent in one upload: S3 shows an object only once its upload completed, so a
+        reader or a crash never leaves half a file."""
+        path = f"{self.location.hour_path(dataset, run.hour)}/{run.object_name}"
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        with self.fs.open_output_stream(
+            path, metadata={"Content-Type": "application/parquet"}
+        ) as out:
+            out.write(sink.getvalue())
+        return path
+
+    def read_object(self, path: str) -> pa.Table:
+        """One archived object (`bucket/key`), as written."""
+        return pq.read_table(path, filesystem=self.fs)
+
+    def read(self, dataset: DatasetName, columns: list[str] | None = None) -> pa.Table:
+        """Every object of `dataset`, with its hive partition columns `dt` and `hour`. Objects
+        written under another feature definition have other feature columns: the schema is
+        the union of all of them, and a column an object lacks reads as null. Of `columns`,
+        those no object has are left out (the caller says what that means)."""
+        root = self.location.dataset_path(dataset)
+        if self.fs.get_file_info(root).type == pafs.FileType.NotFound:
+            raise FileNotFoundError(
+                f"{self.location.uri}/{dataset.value}: nothing archived there yet; check the "
+                "location, or let `fraudpipe-api archive` run first"
+            )
+        found = pads.dataset(root, filesystem=self.fs, format="parquet", partitioning="hive")
+        schema = pa.unify_schemas(
+            [found.schema, *(f.physical_schema for f in found.get_fragments())]
+        )
+        found = pads.dataset(
+            root, filesystem=self.fs, format="parquet", partitioning="hive", schema=schema
+        )
+        if columns is not None:
+            columns = [c for c in columns if c in schema.names]
+        return found.to_table(columns=columns)

@@ -41,7 +41,7 @@ imports: sync ## import-linter: services never import each other
 	$(RUN) lint-imports
 
 unit: sync ## the tests marked as needing no service (a quick loop; `make test` runs them all)
-	$(RUN) pytest -m "not (kafka or redis or postgres or prometheus or registry or s3 or k8s or images)"
+	$(RUN) pytest -m "not (kafka or redis or postgres or prometheus or registry or s3 or schema_registry or k8s or images)"
 
 test: provision lint typecheck imports ## everything: static checks, then all tests on real services
 	@rc=0; $(RUN) pytest || rc=$$?; \

@@ -17,10 +17,12 @@ from redis.asyncio import Redis
 
 from fraudpipe_api.config import ApiSettings
 from fraudpipe_api.errors import DependencyUnavailable, dependency
+from fraudpipe_common.contracts import transactions_avro
 from fraudpipe_common.features import OnlineFeatureStore
 from fraudpipe_common.inference import LoadedModel, load
 from fraudpipe_common.kafka import KafkaSettings
 from fraudpipe_common.model_artifact import ModelArtifactError
+from fraudpipe_common.schema_registry import SchemaRegistryClient
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class Clients:
         self._model_error: str | None = None
         self._model_tried_at = 0.0
         self._model_lock = asyncio.Lock()
+        self._schema_id: int | None = None
 
     @property
     def retry_after_s(self) -> int:
@@ -135,6 +138,15 @@ class Clients:
     @property
     def loaded_model(self) -> LoadedModel | None:
         return self._model
+
+    async def transactions_schema_id(self, registry_url: str, topic: str) -> int:
+        """The id of transactions.v1's Avro schema, registered once (BACKWARD) per process."""
+        if self._schema_id is None:
+            async with SchemaRegistryClient(
+                registry_url, timeout_s=self.settings.dependency_timeout_s
+            ) as registry:
+                self._schema_id = await transactions_avro.register(registry, topic)
+        return self._schema_id
 
     async def close(self) -> None:
         await self.drop_producer()

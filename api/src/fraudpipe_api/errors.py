@@ -19,6 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from fraudpipe_common.schema_registry import SchemaRegistryError
+
 log = logging.getLogger(__name__)
 
 
@@ -55,6 +57,7 @@ def invalid(field: str, message: str, location: str = "query") -> RequestValidat
 # Failures that mean "the dependency is down or unreachable", not "this request is wrong".
 _DOWN: tuple[type[BaseException], ...] = (
     OSError,
+    SchemaRegistryError,  # unreachable, or refusing the schema: either way nothing is sent
     TimeoutError,
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,

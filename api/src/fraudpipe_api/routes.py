@@ -34,6 +34,7 @@ from fraudpipe_api.schemas import (
 )
 from fraudpipe_api.security import ReadKey, WriteKey
 from fraudpipe_api.state import AppState
+from fraudpipe_common.contracts import transactions_avro
 from fraudpipe_common.contracts.decisions import Decision, Track, Verdict
 from fraudpipe_common.contracts.transactions import (
     SCHEMA,
@@ -316,6 +317,13 @@ async def publish(
     txs = body if isinstance(body, list) else [body]
     payloads = [_encode(tx, i if isinstance(body, list) else None) for i, tx in enumerate(txs)]
     topic = state.topics.transactions_topic
+    if state.topics.transactions_format == "avro":
+        assert state.topics.schema_registry_url is not None  # TopicSettings checks it
+        async with dependency("schema_registry", state.settings.retry_after_s):
+            schema_id = await state.clients.transactions_schema_id(
+                state.topics.schema_registry_url, topic
+            )
+        payloads = [transactions_avro.encode(schema_id, orjson.loads(p)) for p in payloads]
     headers = [(SCHEMA_HEADER, SCHEMA.encode())]
     try:
         async with dependency("kafka", state.settings.retry_after_s):

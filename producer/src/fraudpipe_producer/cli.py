@@ -17,6 +17,8 @@ it out to replay the very same ids. CSV tx_ids are derived from the file (see cs
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
 import logging
 import math
 import re
@@ -32,8 +34,10 @@ from typing import Any, NoReturn
 import orjson
 from pydantic import ValidationError
 
+from fraudpipe_common.contracts import transactions_avro
 from fraudpipe_common.contracts.labels import Label
 from fraudpipe_common.kafka import KafkaSettings, TopicSettings
+from fraudpipe_common.schema_registry import SchemaRegistryClient, SchemaRegistryError
 from fraudpipe_common.synthetic import PopulationConfig, TrafficConfig, generate
 from fraudpipe_producer.csv_adapters import FORMATS, CsvOptions, CsvReport, read_csv
 from fraudpipe_producer.metrics import ProducerMetrics
@@ -125,6 +129,18 @@ def parse_args(
         "--users", type=int, default=defaults.users, help="simulated population size"
     )
     parser.add_argument("--topic", default=topics.transactions_topic)
+    parser.add_argument(
+        "--format",
+        choices=["json", "avro"],
+        default=topics.transactions_format,
+        help="json, or avro in the Confluent wire format (default: TRANSACTIONS_FORMAT)",
+    )
+    parser.add_argument(
+        "--schema-registry",
+        default=topics.schema_registry_url,
+        help="schema registry URL for --format avro (default: SCHEMA_REGISTRY_URL); the "
+        "schema is registered under <topic>-value with BACKWARD compatibility",
+    )
     parser.add_argument(
         "--deterministic-ids",
         action="store_true",
@@ -224,6 +240,24 @@ def open_labels(target: str | None, sink: KafkaSink) -> LabelSink | None:
     return FileLabelSink(Path(target))
 
 
+def message_encoder(args: argparse.Namespace) -> Callable[[dict[str, Any]], bytes]:
+    """JSON, or Avro under the schema id the registry gives `SCHEMA` for the topic."""
+    if args.format == "json":
+        return orjson.dumps
+    if not args.schema_registry:
+        raise ProducerError("--format avro needs --schema-registry (or SCHEMA_REGISTRY_URL)")
+
+    async def registered() -> int:
+        async with SchemaRegistryClient(args.schema_registry) as registry:
+            return await transactions_avro.register(registry, args.topic)
+
+    try:
+        schema_id = asyncio.run(registered())
+    except SchemaRegistryError as exc:
+        raise ProducerError(f"cannot register the transactions.v1 schema: {exc}") from exc
+    return functools.partial(transactions_avro.encode, schema_id)
+
+
 def run(args: argparse.Namespace, kafka: KafkaSettings, metrics_host: str) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.CRITICAL,
@@ -239,6 +273,7 @@ def run(args: argparse.Namespace, kafka: KafkaSettings, metrics_host: str) -> in
             "created",
             file=sys.stderr,
         )
+    encode = message_encoder(args)
     labels = open_labels(args.labels_to, sink)
     metrics = ProducerMetrics()
     if args.metrics_port:
@@ -261,9 +296,7 @@ def run(args: argparse.Namespace, kafka: KafkaSettings, metrics_host: str) -> in
     for message, is_fraud, scenario in source:
         if stopping or (args.count is not None and sent >= args.count):
             break
-        sink.send(
-            args.topic, message["user_id"].encode(), orjson.dumps(message), headers=SCHEMA_HEADERS
-        )
+        sink.send(args.topic, message["user_id"].encode(), encode(message), headers=SCHEMA_HEADERS)
         if labels is not None:
             # At queue time, not on delivery: see the module docstring.
             label = Label(tx_id=message["tx_id"], is_fraud=is_fraud, scenario=scenario)
@@ -320,7 +353,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"{PROG}: {describe(exc, lambda name: 'PRODUCER_' + name.upper())}", file=sys.stderr)
         return 2
-    args = parse_args(argv, defaults, TopicSettings())
+    try:
+        topics = TopicSettings()
+    except ValidationError as exc:
+        print(f"{PROG}: {describe(exc, str.upper)}", file=sys.stderr)
+        return 2
+    args = parse_args(argv, defaults, topics)
     try:
         kafka = KafkaSettings()  # type: ignore[call-arg]  # read from the environment
     except ValidationError as exc:

@@ -27,6 +27,7 @@ from fraudpipe_common.contracts.transactions import (
     Tx,
     decode_transaction,
 )
+from fraudpipe_common.contracts.transactions_avro import AvroDecoder
 from fraudpipe_common.explain import feature_reasons
 from fraudpipe_common.features import (
     FEATURE_NAMES,
@@ -117,8 +118,11 @@ class BatchScorer:
         rules: RuleSettings,
         *,
         max_message_bytes: int = 65_536,
+        avro: AvroDecoder | None = None,
     ) -> None:
         self.max_message_bytes = max_message_bytes
+        # Avro topics: decoded by their writer schemas, fetched by `prepare` (JSON otherwise).
+        self.avro = avro
         self.features = features
         self.stable = stable
         self.candidate = candidate
@@ -127,11 +131,19 @@ class BatchScorer:
 
     async def score(self, records: Sequence[Record]) -> BatchResult:
         """The whole batch in one go (the service splits it to overlap batches)."""
+        await self.prepare(records)
         batch = self.decode(records)
         matrix = self.matrix(batch, await self.fetch_features(batch))
         result = self.finish(batch, matrix, self.infer(batch, matrix))
         self.explain(result, matrix)
         return result
+
+    async def prepare(self, records: Sequence[Record]) -> None:
+        """What decoding needs from outside: the writer schemas of an Avro batch. Raises
+        RegistryUnavailableError while the registry is down (the batch is retried, never
+        sent to the DLQ for it)."""
+        if self.avro is not None:
+            await self.avro.prepare(r.value for r in records)
 
     def decode(self, records: Sequence[Record]) -> DecodedBatch:
         result = BatchResult()
@@ -147,7 +159,14 @@ class BatchScorer:
                         f"{len(record.value)} bytes, more than MAX_MESSAGE_BYTES="
                         f"{self.max_message_bytes} (a transaction is well under 1 KiB)",
                     )
-                good.append((record, decode_transaction(record.value)))
+                good.append(
+                    (
+                        record,
+                        decode_transaction(record.value)
+                        if self.avro is None
+                        else self.avro.decode(record.value),
+                    )
+                )
             except InvalidTransactionError as exc:
                 rejection = Rejection(
                     exc.code, exc.detail, record.topic, record.partition, record.offset

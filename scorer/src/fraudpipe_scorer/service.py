@@ -43,10 +43,12 @@ from redis.asyncio import Redis
 
 from fraudpipe_common import inference
 from fraudpipe_common.contracts.decisions import DecisionRecord
+from fraudpipe_common.contracts.transactions_avro import AvroDecoder
 from fraudpipe_common.features import OnlineFeatureStore
 from fraudpipe_common.kafka import KafkaSettings, TopicSettings
 from fraudpipe_common.model_artifact import ModelArtifactError
 from fraudpipe_common.rules import RuleSettings
+from fraudpipe_common.schema_registry import SchemaRegistryClient
 from fraudpipe_scorer.config import ScorerSettings
 from fraudpipe_scorer.http import serve_http
 from fraudpipe_scorer.metrics import ScorerMetrics, observe_many
@@ -106,6 +108,7 @@ class Scorer:
         self._models_loaded = False
         self._redis: Redis | None = None
         self._pool: asyncpg.Pool | None = None
+        self._registry: SchemaRegistryClient | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
         # Batches fetched and not yet committed, oldest first: where to rewind to.
         self._uncommitted: collections.deque[DecodedBatch] = collections.deque()
@@ -175,6 +178,7 @@ class Scorer:
                 self.router,
                 self.rules,
                 max_message_bytes=s.max_message_bytes,
+                avro=self._avro_decoder(),
             )
             cache = DecisionCache(self._redis, s.redis_key_prefix, s.decision_cache_ttl_s)
             alerts = AlertStore(self._pool)
@@ -238,6 +242,8 @@ class Scorer:
                 for producer in txns:
                     await asyncio.to_thread(producer.close)
         finally:
+            if self._registry is not None:
+                await self._registry.aclose()
             if self._redis is not None:
                 await self._redis.aclose()
             if self._pool is not None:
@@ -248,6 +254,13 @@ class Scorer:
                 except TimeoutError:
                     self._pool.terminate()
             await runner.cleanup()
+
+    def _avro_decoder(self) -> AvroDecoder | None:
+        if self.topics.transactions_format != "avro":
+            return None
+        assert self.topics.schema_registry_url is not None  # TopicSettings checks it
+        self._registry = SchemaRegistryClient(self.topics.schema_registry_url)
+        return AvroDecoder(self._registry)
 
     async def _load_model(self, track: str, ref: str) -> inference.LoadedModel:
         s = self.settings
@@ -519,6 +532,7 @@ class Scorer:
         previous, self._pending = self._pending, None
         stateful = await previous.features if previous is not None else None
         if records:
+            await self._retry("schema_registry", lambda: parts.scorer.prepare(records))
             batch = parts.scorer.decode(records)
             self._uncommitted.append(batch)
             self.metrics.batch_size.observe(len(records))

@@ -80,3 +80,19 @@ class TopicSettings(BaseSettings):
     decisions_topic: str = "decisions.v1"
     dlq_topic: str = "transactions.v1.dlq"
     labels_topic: str = "transactions.v1.labels"
+    transactions_format: Literal["json", "avro"] = Field(
+        default="json",
+        description="How transactions.v1 is written: JSON, or Avro in the Confluent wire format "
+        "(schema id from SCHEMA_REGISTRY_URL).",
+    )
+    schema_registry_url: str | None = Field(
+        default=None,
+        description="Confluent-compatible schema registry (Redpanda's, Confluent's, Apicurio's "
+        "/apis/ccompat/v7); needed for avro.",
+    )
+
+    @model_validator(mode="after")
+    def _avro_needs_a_registry(self) -> TopicSettings:
+        if self.transactions_format == "avro" and not self.schema_registry_url:
+            raise ValueError("TRANSACTIONS_FORMAT=avro needs SCHEMA_REGISTRY_URL")
+        return self

@@ -36,6 +36,7 @@ ENV_OF = {
     "prometheus": ("PROMETHEUS_URL",),
     "registry": ("OCI_REGISTRY",),
     "s3": ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_BUCKET"),
+    "schema-registry": ("SCHEMA_REGISTRY_URL",),
     "controlplane": ("KUBECONFIG",),
 }
 
@@ -231,6 +232,15 @@ def s3_archive_uri(s3_env: dict[str, str]) -> Iterator[str]:
     for path in sorted([*directories, root], key=len, reverse=True):
         with contextlib.suppress(OSError):  # already gone with its last object
             fs.delete_dir(path)
+
+
+# -- Schema registry ---------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def schema_registry_url(local_stack: StackProvider) -> str:
+    """Base URL of a Confluent-compatible schema registry's REST API (Apicurio's, ending in
+    /apis/ccompat/v7): `{url}/subjects/{subject}/versions`, `{url}/schemas/ids/{id}`, …
+    Its storage is shared by the session: give each test its own subjects (`unique`)."""
+    return local_stack.settings("schema-registry")["SCHEMA_REGISTRY_URL"]
 
 
 # -- Kubernetes ---------------------------------------------------------------------------------

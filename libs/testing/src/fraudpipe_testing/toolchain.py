@@ -113,6 +113,14 @@ def kafka_home() -> Path:
     return home
 
 
+def apicurio_home() -> Path:
+    """Apicurio Registry's Quarkus distribution (`quarkus-app/`) and `java`, a Java 21+."""
+    home = cache_dir() / f"apicurio-{versions()['APICURIO_VERSION']}"
+    if not ((home / ".complete").exists() and (home / "java").exists()):
+        provision("schema-registry")
+    return home
+
+
 def provision(*targets: str) -> None:
     result = subprocess.run([str(HACK_DIR / "provision"), *targets], check=False)
     if result.returncode != 0:

@@ -10,10 +10,11 @@ SOURCE_TOPIC = "source.topic"
 SOURCE_PARTITION = "source.partition"
 SOURCE_OFFSET = "source.offset"
 
-# Every error code a rejection carries (decode_transaction's and the scorer's own), so that
+# Every error code a rejection carries (the decoders' and the scorer's own), so that
 # counters by code can start at zero: a rate needs a sample before the first rejection.
 CODES = ("empty_value", "too_large", "malformed_json", "not_an_object", "missing_field",
-         "invalid_field")  # fmt: skip
+         "invalid_field", "not_avro", "unknown_schema", "incompatible_schema",
+         "malformed_avro")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,11 @@ def decode_transaction(data: bytes) -> Tx:
         raise InvalidTransactionError(
             "not_an_object", f"expected a JSON object, got {type(obj).__name__}"
         )
+    return transaction_from_fields(obj)
+
+
+def transaction_from_fields(obj: dict[str, Any]) -> Tx:
+    """Validate decoded fields (from JSON, or an Avro record) by the rules of `Transaction`."""
     get = obj.get
     for name in _REQUIRED_STRINGS:
         value = get(name)
@@ -264,4 +269,5 @@ __all__ = [
     "decode_transaction",
     "format_utc_timestamp",
     "parse_utc_timestamp",
+    "transaction_from_fields",
 ]

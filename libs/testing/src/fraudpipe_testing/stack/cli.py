@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             report = stack.status()
             for name, state in report.items():
-                print(f"{name:<13} {state}")
+                print(f"{name:<16} {state}")
             return 0 if all(s in ("healthy", "stopped") for s in report.values()) else 1
     except StackError as exc:
         print(f"hack/stack {args.command}: {exc}", file=sys.stderr)

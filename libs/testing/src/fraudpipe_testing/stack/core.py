@@ -22,6 +22,7 @@ from fraudpipe_testing.stack.services.prometheus import PrometheusService
 from fraudpipe_testing.stack.services.redis import RedisService
 from fraudpipe_testing.stack.services.registry import RegistryService
 from fraudpipe_testing.stack.services.s3 import S3Service
+from fraudpipe_testing.stack.services.schema_registry import SchemaRegistryService
 
 SERVICES: dict[str, Service] = {
     s.name: s
@@ -32,6 +33,7 @@ SERVICES: dict[str, Service] = {
         PrometheusService(),
         RegistryService(),
         S3Service(),
+        SchemaRegistryService(),
         ControlPlaneService(),
     )
 }

@@ -160,9 +160,12 @@ def test_operator_rbac_is_least_privilege(
         ("patch", "scaledobjects", {"group": "keda.sh"}),
         ("delete", "scaledobjects", {"group": "keda.sh"}),
         ("create", "triggerauthentications", {"group": "keda.sh"}),
+        ("delete", "cronjobs", {"group": "batch"}),  # a report, retention or backup turned off
+        ("delete", "deployments", {"group": "apps"}),  # the archiver turned off
     ]
     denied = [
-        ("delete", "deployments", {"group": "apps"}),
+        ("delete", "statefulsets", {"group": "apps"}),
+        ("delete", "jobs", {"group": "batch"}),
         ("list", "secrets", {}),
         ("patch", "secrets", {}),
         ("delete", "secrets", {}),

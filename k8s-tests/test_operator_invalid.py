@@ -56,6 +56,16 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.model.canary.ref",
     ),
     (
+        "avro on Apache Kafka without a schema registry",
+        {"kafka": {"managed": {"flavor": "kafka"}, "topics": {"transactions": {"format": "avro"}}}},
+        "spec.kafka.schemaRegistry",
+    ),
+    (
+        "unknown transactions format",
+        {"kafka": {"topics": {"transactions": {"format": "protobuf"}}}},
+        "spec.kafka.topics.transactions.format",
+    ),
+    (
         "external Kafka without servers",
         {"kafka": {"mode": "external"}},
         "spec.kafka.external.bootstrapServers",
@@ -137,6 +147,40 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         {"report": {"enabled": True, "schedule": "nightly"}},
         "spec.report.schedule",
     ),
+    (
+        "retention without any days",
+        {"retention": {"enabled": True}},
+        "spec.retention.alertsDays",
+    ),
+    (
+        "feedback kept for less time than alerts",
+        {"retention": {"enabled": True, "alertsDays": 90, "feedbackDays": 30}},
+        "spec.retention.feedbackDays",
+    ),
+    ("archive without an object store", {"archive": {"enabled": True}}, "spec.objectStore"),
+    ("backups without an object store", {"backup": {"enabled": True}}, "spec.objectStore"),
+    (
+        "object store without credentials",
+        {"objectStore": {"bucket": "fraud-archive"}},
+        "spec.objectStore.credentialsSecretRef",
+    ),
+    (
+        "bucket that is not an S3 bucket name",
+        {"objectStore": {"bucket": "Fraud_Archive", "credentialsSecretRef": {"name": "s3"}}},
+        "spec.objectStore.bucket",
+    ),
+    (
+        "object store endpoint without a scheme",
+        {
+            "objectStore": {
+                "endpoint": "minio:9000",
+                "bucket": "fraud-archive",
+                "credentialsSecretRef": {"name": "s3"},
+            }
+        },
+        "spec.objectStore.endpoint",
+    ),
+    ("keeping no backup", {"backup": {"keep": 0}}, "spec.backup.keep"),
     ("unknown log level", {"logLevel": "TRACE"}, "spec.logLevel"),
     (
         "metrics scraper that would match every pod",
@@ -192,9 +236,13 @@ def test_a_minimal_pipeline_is_accepted_and_defaulted(
     assert spec["postgres"]["managed"]["image"].startswith("postgres:16")
     assert spec["report"] == {"enabled": False, "schedule": "15 0 * * *", "output": "json"}
     assert spec["notify"]["enabled"] is False
+    assert spec["retention"] == {"enabled": False, "schedule": "30 1 * * *", "batchSize": 1000}
+    assert spec["archive"]["enabled"] is False
+    assert spec["backup"] == {"enabled": False, "schedule": "0 2 * * *", "keep": 7, "image": ""}
+    assert "objectStore" not in spec
 
 
-def test_notifications_and_the_report_are_accepted_when_complete(
+def test_notifications_report_retention_archive_and_backup_are_accepted_when_complete(
     operator_release: Any, kube_client: Any, k8s_namespace: str
 ) -> None:
     created = create(
@@ -207,11 +255,27 @@ def test_notifications_and_the_report_are_accepted_when_complete(
                     "webhookUrlSecretRef": {"name": "slack-webhook", "key": "url"},
                 },
                 "report": {"enabled": True, "schedule": "30 1 * * 1-5"},
+                # As long as alerts is long enough for feedback.
+                "retention": {"enabled": True, "alertsDays": 90, "feedbackDays": 90},
+                "objectStore": {
+                    "endpoint": "http://minio.storage:9000",
+                    "bucket": "fraud-archive",
+                    "prefix": "payments/eu",
+                    "credentialsSecretRef": {"name": "s3-credentials"},
+                },
+                "archive": {"enabled": True},
+                "backup": {"enabled": True, "keep": 30},
             }
         ),
     )
+    assert created["spec"]["objectStore"]["region"] == "us-east-1"
+    assert created["spec"]["objectStore"]["credentialsSecretRef"]["accessKeyIdKey"] == (
+        "AWS_ACCESS_KEY_ID"
+    )
+    assert created["spec"]["archive"]["maxWaitSeconds"] == 300
     assert created["spec"]["notify"]["ratePerMinute"] == 30
     assert created["spec"]["report"]["schedule"] == "30 1 * * 1-5"
+    assert created["spec"]["retention"]["batchSize"] == 1000
 
 
 @pytest.mark.parametrize(("case", "spec", "field"), INVALID, ids=[c[0] for c in INVALID])

@@ -5,12 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from fraudpipe_operator import builders
-from fraudpipe_operator.builders import apps, monitoring, stores
+from fraudpipe_operator.builders import apps, monitoring, object_store, stores
 from fraudpipe_operator.builders.common import CHECKSUM_ANNOTATION, FIELD_MANAGER
 
 from .pipelines import example, pipeline
 
 IMAGES = builders.Images(scorer="fp/scorer:1", api="fp/api:1", producer="fp/producer:1")
+OBJECT_STORE = {
+    "endpoint": "http://minio.storage:9000",
+    "bucket": "fraud-archive",
+    "prefix": "payments",
+    "credentialsSecretRef": {"name": "s3-credentials"},
+}
 
 
 def env_of(obj: dict[str, Any]) -> dict[str, Any]:
@@ -438,6 +444,69 @@ def test_the_report_cronjob_runs_yesterdays_report_on_the_api_image_when_enabled
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
 
+def test_the_retention_cronjob_passes_only_the_days_it_is_given() -> None:
+    p = builders.with_default_images(
+        pipeline({"retention": {"enabled": True, "alertsDays": 90, "batchSize": 500}}), IMAGES
+    )
+    (cron,) = [
+        o for o in builders.plan(p).workloads if o["metadata"]["name"] == "payments-retention"
+    ]
+    assert cron["kind"] == "CronJob"
+    assert cron["spec"]["schedule"] == "30 1 * * *"  # after the daily report
+    assert cron["spec"]["timeZone"] == "Etc/UTC"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "OnFailure"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["image"] == p.spec.api.image
+    assert container["command"] == ["fraudpipe-api", "retention"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    env = {e["name"]: e for e in container["env"]}
+    assert env["RETENTION_ALERTS_DAYS"]["value"] == "90"
+    assert env["RETENTION_BATCH_SIZE"]["value"] == "500"
+    assert "RETENTION_FEEDBACK_DAYS" not in env  # absent: feedback is kept
+    # The password comes from the Secret, never spelled out in the CronJob.
+    assert "secretKeyRef" in env["POSTGRES_PASSWORD"]["valueFrom"]
+    assert "$(POSTGRES_PASSWORD)@payments-postgres" in env["DATABASE_URL"]["value"]
+
+
+def test_optional_jobs_and_workers_turned_off_are_planned_for_deletion() -> None:
+    off = builders.plan(pipeline())
+    assert off.turned_off == [
+        ("CronJob", "payments-report"),
+        ("CronJob", "payments-retention"),
+        ("CronJob", "payments-backup"),
+        ("Deployment", "payments-archive"),
+        ("Deployment", "payments-notify"),
+        ("Deployment", "payments-producer"),
+    ]
+    assert "CronJob" not in {o["kind"] for o in off.all()}
+    assert "Deployment/payments-archive" not in kinds(off.all())
+    on = builders.plan(
+        pipeline(
+            {
+                "report": {"enabled": True},
+                "retention": {"enabled": True, "feedbackDays": 7},
+                "objectStore": OBJECT_STORE,
+                "backup": {"enabled": True},
+                "archive": {"enabled": True},
+                "notify": {"enabled": True, "webhookUrlSecretRef": {"name": "hook", "key": "url"}},
+                "producer": {"enabled": True},
+            }
+        )
+    )
+    assert on.turned_off == []
+    assert {
+        "CronJob/payments-report",
+        "CronJob/payments-retention",
+        "CronJob/payments-backup",
+        "Deployment/payments-archive",
+        "Deployment/payments-notify",
+        "Deployment/payments-producer",
+    } <= set(kinds(on.workloads))
+
+
 def test_notifications_run_one_notifier_with_the_webhook_url_from_a_secret() -> None:
     assert "Deployment/payments-notify" not in kinds(builders.plan(pipeline()).all())
     p = builders.with_default_images(
@@ -481,3 +550,169 @@ def test_the_api_sees_its_clients_addresses_for_the_key_guessing_limit() -> None
     assert env_of(apps.build_api_deployment(behind))["API_TRUSTED_PROXIES"] == (
         "10.0.0.0/8,192.168.1.7"
     )
+
+
+def test_the_archiver_writes_to_the_object_store_with_credentials_from_its_secret() -> None:
+    p = builders.with_default_images(
+        pipeline(
+            {
+                "objectStore": OBJECT_STORE | {"region": "eu-west-1"},
+                "archive": {"enabled": True, "labels": False, "maxRecords": 5000},
+            }
+        ),
+        IMAGES,
+    )
+    (archive,) = [
+        o for o in builders.plan(p).workloads if o["metadata"]["name"] == "payments-archive"
+    ]
+    assert archive["kind"] == "Deployment"
+    assert archive["spec"]["replicas"] == 1
+    # The old pod commits what it wrote before the new one reads: no overlap, no rebalance.
+    assert archive["spec"]["strategy"] == {"type": "Recreate"}
+    pod = archive["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+    (container,) = pod["containers"]
+    assert container["image"] == p.spec.api.image
+    assert container["command"] == ["fraudpipe-api", "archive"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # No endpoint to probe: no fake liveness signal either.
+    assert "livenessProbe" not in container
+    assert "readinessProbe" not in container
+    env = {e["name"]: e for e in container["env"]}
+    assert env["ARCHIVE_URI"]["value"] == "s3://fraud-archive/payments"
+    assert env["ARCHIVE_LABELS"]["value"] == "false"
+    assert env["ARCHIVE_MAX_RECORDS"]["value"] == "5000"
+    assert env["ARCHIVE_MAX_WAIT_S"]["value"] == "300"
+    assert env["ARCHIVE_CONSUMER_GROUP"]["value"] == "payments-archive"
+    assert env["AWS_ENDPOINT_URL"]["value"] == "http://minio.storage:9000"
+    assert env["AWS_REGION"]["value"] == "eu-west-1"
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {
+        "name": "s3-credentials",
+        "key": "AWS_ACCESS_KEY_ID",
+    }
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "s3-credentials",
+        "key": "AWS_SECRET_ACCESS_KEY",
+    }
+    assert env["DECISIONS_TOPIC"]["value"] == p.spec.kafka.topics.decisions.name
+
+
+def test_the_archivers_pods_roll_when_the_object_store_changes() -> None:
+    spec = {"objectStore": OBJECT_STORE, "archive": {"enabled": True}}
+    moved = spec | {"objectStore": OBJECT_STORE | {"prefix": "payments-v2"}}
+
+    def pod_checksum(overrides: dict[str, Any]) -> str:
+        archive = object_store.build_archive_deployment(pipeline(overrides))
+        return str(archive["spec"]["template"]["metadata"]["annotations"][CHECKSUM_ANNOTATION])
+
+    assert pod_checksum(spec) == pod_checksum(spec)
+    assert pod_checksum(spec) != pod_checksum(moved)
+
+
+def test_an_aws_object_store_sets_no_endpoint_and_reads_the_keys_it_is_told() -> None:
+    aws = {
+        "bucket": "fraud-archive",
+        "credentialsSecretRef": {
+            "name": "aws",
+            "accessKeyIdKey": "id",
+            "secretAccessKeyKey": "secret",
+        },
+    }
+    archive = object_store.build_archive_deployment(
+        pipeline({"objectStore": aws, "archive": {"enabled": True}})
+    )
+    env = env_of(archive)
+    assert "AWS_ENDPOINT_URL" not in env
+    assert env["ARCHIVE_URI"] == "s3://fraud-archive"  # no prefix: the bucket's root
+    assert env["AWS_ACCESS_KEY_ID"]["secretKeyRef"] == {"name": "aws", "key": "id"}
+    assert env["AWS_SECRET_ACCESS_KEY"]["secretKeyRef"] == {"name": "aws", "key": "secret"}
+
+
+def test_the_backup_cronjob_dumps_with_the_postgres_image_then_uploads_with_the_api_image() -> None:
+    p = builders.with_default_images(
+        pipeline({"objectStore": OBJECT_STORE, "backup": {"enabled": True, "keep": 14}}), IMAGES
+    )
+    (cron,) = [o for o in builders.plan(p).workloads if o["metadata"]["name"] == "payments-backup"]
+    assert cron["kind"] == "CronJob"
+    assert cron["spec"]["schedule"] == "0 2 * * *"
+    assert cron["spec"]["timeZone"] == "Etc/UTC"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "OnFailure"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (dump,) = pod["initContainers"]
+    (upload,) = pod["containers"]
+    for container in (dump, upload):
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    # pg_dump of the managed server's own version, in its compressed custom format.
+    assert dump["image"] == p.spec.postgres.managed.image
+    assert dump["command"][:3] == ["pg_dump", "--format=custom", "--compress=6"]
+    assert "--dbname=$(DATABASE_URL)" in dump["command"]
+    dump_env = {e["name"]: e for e in dump["env"]}
+    assert "secretKeyRef" in dump_env["POSTGRES_PASSWORD"]["valueFrom"]
+    assert "AWS_SECRET_ACCESS_KEY" not in dump_env  # each step sees only its own credentials
+    # The upload reads the file the dump wrote, through the volume they share.
+    dump_file = next(a for a in dump["command"] if a.startswith("--file=")).split("=", 1)[1]
+    assert upload["command"] == ["fraudpipe-api", "backup", "upload", dump_file]
+    assert upload["image"] == p.spec.api.image
+    (shared,) = [m for m in dump["volumeMounts"] if dump_file.startswith(m["mountPath"])]
+    assert {"name": shared["name"], "mountPath": shared["mountPath"], "readOnly": True} in upload[
+        "volumeMounts"
+    ]
+    assert {"name": shared["name"], "emptyDir": {}} in pod["volumes"]
+    env = {e["name"]: e for e in upload["env"]}
+    assert env["BACKUP_URI"]["value"] == "s3://fraud-archive/payments/backups/postgres"
+    assert env["BACKUP_NAME"]["value"] == "payments"
+    assert env["BACKUP_KEEP"]["value"] == "14"
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "s3-credentials"
+    assert "DATABASE_URL" not in env
+
+
+def test_backups_of_an_external_database_read_its_url_with_the_pg_dump_image_given() -> None:
+    cron = object_store.build_backup_cronjob(
+        pipeline(
+            {
+                "postgres": {
+                    "mode": "external",
+                    "dsnSecretRef": {"name": "pg", "key": "url"},
+                },
+                "objectStore": OBJECT_STORE,
+                "backup": {"enabled": True, "image": "postgres:17.2"},
+            }
+        )
+    )
+    (dump,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["initContainers"]
+    assert dump["image"] == "postgres:17.2"
+    env = {e["name"]: e for e in dump["env"]}
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "pg", "key": "url"}
+
+
+def test_avro_pipelines_tell_every_client_the_format_and_the_registry() -> None:
+    json_pipeline = builders.plan(pipeline())
+    assert "TRANSACTIONS_FORMAT" not in env_of(find(json_pipeline, "Deployment/payments-scorer"))
+    avro = {"topics": {"transactions": {"format": "avro"}}}
+    own = builders.plan(pipeline({"kafka": avro}))
+    for name in ("Deployment/payments-scorer", "Deployment/payments-api"):
+        env = env_of(find(own, name))
+        assert env["TRANSACTIONS_FORMAT"] == "avro"
+        assert env["SCHEMA_REGISTRY_URL"] == "http://payments-kafka.fraud.svc:8081"  # Redpanda's
+    broker = find(own, "StatefulSet/payments-kafka")["spec"]["template"]["spec"]["containers"][0]
+    assert "--schema-registry-addr=0.0.0.0:8081" in broker["args"]
+    assert {"name": "schema-registry", "containerPort": 8081} in broker["ports"]
+    policy = find(own, "NetworkPolicy/payments-kafka")
+    assert {"protocol": "TCP", "port": 8081} in policy["spec"]["ingress"][0]["ports"]
+    elsewhere = {**avro, "schemaRegistry": {"url": "http://apicurio:8080/apis/ccompat/v7"}}
+    external = builders.plan(pipeline({"kafka": elsewhere}))
+    env = env_of(find(external, "Deployment/payments-scorer"))
+    assert env["SCHEMA_REGISTRY_URL"] == "http://apicurio:8080/apis/ccompat/v7"
+    broker = find(external, "StatefulSet/payments-kafka")["spec"]["template"]["spec"]["containers"][
+        0
+    ]
+    assert not any("schema-registry" in a for a in broker["args"])  # JSON brokers unchanged
+
+
+def find(result: builders.Plan, name: str) -> dict[str, Any]:
+    return next(o for o in result.all() if f"{o['kind']}/{o['metadata']['name']}" == name)

@@ -58,11 +58,29 @@ def test_cel_rules_cover_what_the_schema_cannot_say() -> None:
         for path, node in walk(spec_schema(), "spec")
     }
     assert any("bootstrapServers" in r for r in rules["spec.kafka"])
+    assert any("has(self.schemaRegistry)" in r for r in rules["spec.kafka"])
     assert any("minReplicas <= self.maxReplicas" in r for r in rules["spec.scorer.autoscaling"])
     assert any("flag <= self.block" in r for r in rules["spec.scorer.rules.thresholds"])
     assert any("@sha256:" in r for r in rules["spec.model.ref"])
     assert any("urlSecretRef" in r for r in rules["spec.redis"])
     assert any("dsnSecretRef" in r for r in rules["spec.postgres"])
+    assert any("self.feedbackDays >= self.alertsDays" in r for r in rules["spec.retention"])
+    assert "!self.archive.enabled || has(self.objectStore)" in rules["spec"]
+    assert "!self.backup.enabled || has(self.objectStore)" in rules["spec"]
+
+
+def test_the_object_store_is_optional_and_its_users_are_off_by_default() -> None:
+    spec = spec_schema()
+    properties = spec["properties"]
+    assert "default" not in properties["objectStore"]
+    store = properties["objectStore"]
+    assert sorted(store["required"]) == ["bucket", "credentialsSecretRef"]
+    credentials = store["properties"]["credentialsSecretRef"]["properties"]
+    assert credentials["accessKeyIdKey"]["default"] == "AWS_ACCESS_KEY_ID"
+    assert credentials["secretAccessKeyKey"]["default"] == "AWS_SECRET_ACCESS_KEY"
+    assert properties["archive"]["default"]["enabled"] is False
+    assert properties["backup"]["default"] == {"enabled": False, "schedule": "0 2 * * *",
+                                               "keep": 7, "image": ""}  # fmt: skip
 
 
 def test_nested_sections_default_to_their_own_defaults() -> None:

@@ -1,4 +1,4 @@
-"""Pure observations the reconciler derives from children's status."""
+"""What the reconciler derives from children's status, and which children it removes."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ from typing import Any
 from fraudpipe_operator.conditions import ConditionType, Reason
 from fraudpipe_operator.reconcile import (
     job_observation,
+    remove_turned_off,
     short_model,
     workload_observation,
     workload_ready,
 )
+
+from .pipelines import pipeline
 
 
 def workload(replicas: int, ready: int, updated: int, total: int, observed: int = 2) -> Any:
@@ -54,3 +57,37 @@ def test_migration_job_states() -> None:
 def test_model_column_is_repository_and_short_digest() -> None:
     ref = "registry.example.com/fraudpipe/models/gbt@sha256:" + "0123456789" * 6 + "abcd"
     assert short_model(ref) == "gbt@sha256:012345678901"
+
+
+class Children:
+    """The few calls of Kube that remove_turned_off makes, over a dict of objects."""
+
+    def __init__(self, objects: dict[str, dict[str, Any]]) -> None:
+        self.objects = objects
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get(f"{kind}/{namespace}/{name}")
+
+    async def delete(self, kind: str, namespace: str, name: str) -> bool:
+        return self.objects.pop(f"{kind}/{namespace}/{name}", None) is not None
+
+
+def owned_by(uid: str) -> dict[str, Any]:
+    return {"metadata": {"ownerReferences": [{"kind": "FraudPipeline", "uid": uid}]}}
+
+
+async def test_a_scheduled_job_turned_off_is_deleted_only_when_this_pipeline_owns_it() -> None:
+    kube = Children(
+        {
+            "CronJob/fraud/payments-retention": owned_by("uid-1"),
+            "CronJob/fraud/payments-report": owned_by("someone-else"),
+        }
+    )
+    turned_off = [
+        ("CronJob", "payments-retention"),
+        ("CronJob", "payments-report"),
+        ("CronJob", "payments-never-created"),
+    ]
+    deleted = await remove_turned_off(kube, pipeline(), turned_off)  # type: ignore[arg-type]
+    assert deleted == ["CronJob/payments-retention"]
+    assert list(kube.objects) == ["CronJob/fraud/payments-report"]

@@ -2,13 +2,15 @@
 (a new token when none is given) for API_KEYS_FILE; `fraudpipe-api notify` runs the webhook
 notifier (fraudpipe_api.notify); `fraudpipe-api report --date D` prints a day's report;
 `fraudpipe-api retention` deletes alerts and feedback past their retention
-(fraudpipe_api.retention)."""
+(fraudpipe_api.retention); `fraudpipe-api backup upload|list|download` moves PostgreSQL dumps
+to and from S3 (fraudpipe_api.backup)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 import pydantic
 import uvicorn
@@ -59,11 +61,30 @@ def main(argv: list[str] | None = None) -> int:
     retention.add_argument(
         "--batch-size", type=int, help="rows per DELETE (default: RETENTION_BATCH_SIZE, 1000)"
     )
+    backup = commands.add_parser(
+        "backup", help="PostgreSQL dumps (pg_dump --format=custom) in S3, at BACKUP_URI"
+    )
+    backup_actions = backup.add_subparsers(dest="action", required=True)
+    upload = backup_actions.add_parser(
+        "upload", help="upload a dump as <BACKUP_NAME>-<time>.dump, keep the BACKUP_KEEP newest"
+    )
+    upload.add_argument("file", type=Path, help="the pg_dump --format=custom file")
+    backup_actions.add_parser("list", help="this BACKUP_NAME's backups, newest first (JSON)")
+    download = backup_actions.add_parser("download", help="fetch a backup for pg_restore")
+    download.add_argument("--out", type=Path, required=True, help="file to write")
+    download.add_argument(
+        "--backup", help="its name as `backup list` shows it (default: the newest)"
+    )
     args = parser.parse_args(argv)
     if args.command == "notify":
         return _notify()
     if args.command == "archive":
         return _archive()
+    if args.command == "backup":
+        return _backup(
+            args.action, getattr(args, "file", None) or getattr(args, "out", None),
+            getattr(args, "backup", None),
+        )  # fmt: skip
     if args.command == "report":
         return _report(args.date, args.output, args.top)
     if args.command == "retention":
@@ -141,6 +162,16 @@ def _archive() -> int:
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(run(settings, kafka, TopicSettings(), s3))
     return 0
+
+
+def _backup(action: str, path: Path | None, name: str | None) -> int:
+    from fraudpipe_api.backup import main as backup
+
+    try:
+        return backup(action, path, name)
+    except pydantic.ValidationError as exc:
+        print(f"fraudpipe-api backup: invalid configuration: {exc}", file=sys.stderr)
+        return 2
 
 
 def _report(date: str | None, output: str, top: int) -> int:

@@ -45,7 +45,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/* The rules the operator needs: its own resource, and create/read/apply of the children it
-manages. No delete (owner references and the garbage collector do that), no list/watch of
+manages. No delete (owner references and the garbage collector do that) except of the
+optional children a spec turns off (archiver, scheduled jobs, KEDA objects), no list/watch of
 children (drift is checked by reading them by name), Secrets only read and created. */}}
 {{- define "fraudpipe.rules" -}}
 - apiGroups: [fraudpipe.io]
@@ -74,11 +75,19 @@ children (drift is checked by reading them by name), Secrets only read and creat
   resources: [pods]
   verbs: [get, list]
 - apiGroups: [apps]
-  resources: [deployments, statefulsets]
+  resources: [statefulsets]
   verbs: [get, create, patch]
+# delete: the archiver's Deployment, when spec.archive is turned off, must stop consuming.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, create, patch, delete]
 - apiGroups: [batch]
-  resources: [jobs, cronjobs]
+  resources: [jobs]
   verbs: [get, create, patch]
+# delete: a CronJob turned off in the spec (report, retention, backup) must stop running.
+- apiGroups: [batch]
+  resources: [cronjobs]
+  verbs: [get, create, patch, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, create, patch]

@@ -1,8 +1,9 @@
 """One reconciliation of a FraudPipeline: apply what the builders return, in order, and observe.
 
 Order: credentials (create-if-absent) → stores, Services, policies → topics → migrations Job →
-(once migrated) scorer, API, producer → monitoring (when Prometheus Operator is there). Every
-step is idempotent; running it twice, or concurrently, converges to the same objects.
+(once migrated) scorer, API, producer, scheduled jobs (deleted when turned off) → monitoring
+(when Prometheus Operator is there). Every step is idempotent; running it twice, or
+concurrently, converges to the same objects.
 """
 
 from __future__ import annotations
@@ -105,6 +106,21 @@ def short_model(ref: str) -> str:
     return f"{repository.rsplit('/', 1)[-1]}@{digest[:19]}"
 
 
+async def remove_turned_off(
+    kube: Kube, pipeline: FraudPipeline, children: list[tuple[str, str]]
+) -> list[str]:
+    """Deletes the children of parts turned off, if this pipeline owns them (an object of the
+    same name that someone else made is not ours to delete); returns the names deleted."""
+    deleted = []
+    for kind, name in children:
+        found = await kube.get(kind, pipeline.namespace, name)
+        owners = (found or {}).get("metadata", {}).get("ownerReferences", [])
+        if any(owner.get("uid") == pipeline.uid for owner in owners):
+            await kube.delete(kind, pipeline.namespace, name)
+            deleted.append(f"{kind}/{name}")
+    return deleted
+
+
 # -- the reconcile ---------------------------------------------------------------------------
 class Reconciler:
     def __init__(self, kube: Kube, config: OperatorConfig) -> None:
@@ -178,6 +194,10 @@ class Reconciler:
             except KubeError as error:
                 errors.append(str(error))
             deployed = await apply_all(plan.workloads)
+            try:
+                await remove_turned_off(self.kube, pipeline, plan.turned_off)
+            except KubeError as error:
+                errors.append(str(error))
             for kind, name in workloads.items():
                 observations.append(workload_observation(kind, deployed.get(f"Deployment/{name}")))
             scorer = deployed.get(f"Deployment/{workloads[C.SCORER_READY]}") or {}

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fraudpipe_operator.builders import apps, monitoring, stores
-from fraudpipe_operator.builders.common import OperatorPods
+from fraudpipe_operator.builders import apps, monitoring, object_store, stores
+from fraudpipe_operator.builders.common import OperatorPods, child_name
 from fraudpipe_operator.models import FraudPipeline
 
 
@@ -41,6 +41,10 @@ class Plan:
     migrations: list[dict[str, Any]] = field(default_factory=list)
     workloads: list[dict[str, Any]] = field(default_factory=list)
     monitoring: list[dict[str, Any]] = field(default_factory=list)
+    # (kind, name) of optional children that are turned off: deleted when found, so that a
+    # CronJob or worker turned off stops running (a retention job left behind would go on
+    # deleting, a demo producer on producing).
+    turned_off: list[tuple[str, str]] = field(default_factory=list)
 
     def all(self) -> list[dict[str, Any]]:
         return [*self.foundation, *self.migrations, *self.workloads, *self.monitoring]
@@ -80,12 +84,19 @@ def plan(pipeline: FraudPipeline, operator: OperatorPods | None = None) -> Plan:
         apps.build_api_service(pipeline),
         apps.build_api_deployment(pipeline),
     ]
-    if spec.report.enabled:
-        result.workloads.append(apps.build_report_cronjob(pipeline))
-    if spec.notify.enabled:
-        result.workloads.append(apps.build_notify_deployment(pipeline))
-    if spec.producer.enabled:
-        result.workloads.append(apps.build_producer_deployment(pipeline))
+    optional: list[tuple[str, str, bool, Callable[[FraudPipeline], dict[str, Any]]]] = [
+        ("CronJob", "report", spec.report.enabled, apps.build_report_cronjob),
+        ("CronJob", "retention", spec.retention.enabled, apps.build_retention_cronjob),
+        ("CronJob", "backup", spec.backup.enabled, object_store.build_backup_cronjob),
+        ("Deployment", "archive", spec.archive.enabled, object_store.build_archive_deployment),
+        ("Deployment", "notify", spec.notify.enabled, apps.build_notify_deployment),
+        ("Deployment", "producer", spec.producer.enabled, apps.build_producer_deployment),
+    ]
+    for kind, component, enabled, build in optional:
+        if enabled:
+            result.workloads.append(build(pipeline))
+        else:
+            result.turned_off.append((kind, child_name(pipeline, component)))
     if spec.monitoring.service_monitors:
         result.monitoring += [
             monitoring.build_scorer_servicemonitor(pipeline),

@@ -1,4 +1,5 @@
-"""The pipeline's own services: migrations Job, scorer, API and producer."""
+"""The pipeline's own services: migrations Job, scorer, API, notifier, scheduled jobs (daily
+report, retention) and producer."""
 
 from __future__ import annotations
 
@@ -319,37 +320,47 @@ def build_notify_deployment(pipeline: FraudPipeline) -> dict[str, Any]:
     return deployment(pipeline, "notify", 1, template)
 
 
-# -- daily report -----------------------------------------------------------------------------
-def build_report_cronjob(pipeline: FraudPipeline) -> dict[str, Any]:
-    """`fraudpipe-api report` for the previous UTC day, on the API's image; the report is the
-    Job's log (`kubectl logs job/<name>`)."""
-    report = pipeline.spec.report
-    tmp, tmp_mount = tmp_volume()
-    env = [*postgres_env(pipeline), *common_env(pipeline)]
-    if report.prometheus_url:
-        # Only this pipeline's scorers: one Prometheus usually scrapes several pipelines.
-        env += [
-            value("PROMETHEUS_URL", report.prometheus_url),
-            value("PROMETHEUS_SELECTOR", rule_values(pipeline)["scorer"]),
-        ]
-    container = {
-        "name": "report",
+# -- scheduled jobs: daily report, retention ---------------------------------------------------
+def cronjob_container(
+    pipeline: FraudPipeline, name: str, command: list[str], env: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A short-lived client of PostgreSQL on the API's image."""
+    return {
+        "name": name,
         "image": pipeline.spec.api.image,
-        "command": ["fraudpipe-api", "report", "--date", "yesterday", "--output", report.output],
-        "env": env,
+        "command": command,
+        "env": [*postgres_env(pipeline), *common_env(pipeline), *env],
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
         "securityContext": container_security(),
-        "volumeMounts": [tmp_mount],
     }
-    template = pod_template(pipeline, "report", container, [tmp], None)
+
+
+def cronjob(
+    pipeline: FraudPipeline,
+    component: str,
+    schedule: str,
+    container: dict[str, Any],
+    *,
+    init_containers: list[dict[str, Any]] | None = None,
+    volumes: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """`init_containers` run to completion, in order, before `container`; `volumes` are
+    there for them to share (each container names its own mounts)."""
+    tmp, tmp_mount = tmp_volume()
+    container = {**container, "volumeMounts": [tmp_mount, *container.get("volumeMounts", [])]}
+    template = pod_template(pipeline, component, container, [tmp, *(volumes or [])], None)
     template["spec"]["restartPolicy"] = "OnFailure"
+    if init_containers:
+        template["spec"]["initContainers"] = init_containers
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": metadata(pipeline, child_name(pipeline, "report"), "report"),
+        "metadata": metadata(pipeline, child_name(pipeline, component), component),
         "spec": {
-            "schedule": report.schedule,
+            "schedule": schedule,
             "timeZone": "Etc/UTC",
+            # A run still going when the next is due (say, a first clean-up of a large
+            # backlog) finishes alone: two would compete for the same rows.
             "concurrencyPolicy": "Forbid",
             "startingDeadlineSeconds": 3600,
             "successfulJobsHistoryLimit": 7,
@@ -357,6 +368,37 @@ def build_report_cronjob(pipeline: FraudPipeline) -> dict[str, Any]:
             "jobTemplate": {"spec": {"backoffLimit": 3, "template": template}},
         },
     }
+
+
+def build_report_cronjob(pipeline: FraudPipeline) -> dict[str, Any]:
+    """`fraudpipe-api report` for the previous UTC day; the report is the Job's log
+    (`kubectl logs job/<name>`)."""
+    report = pipeline.spec.report
+    env: list[dict[str, Any]] = []
+    if report.prometheus_url:
+        # Only this pipeline's scorers: one Prometheus usually scrapes several pipelines.
+        env += [
+            value("PROMETHEUS_URL", report.prometheus_url),
+            value("PROMETHEUS_SELECTOR", rule_values(pipeline)["scorer"]),
+        ]
+    command = ["fraudpipe-api", "report", "--date", "yesterday", "--output", report.output]
+    return cronjob(
+        pipeline, "report", report.schedule, cronjob_container(pipeline, "report", command, env)
+    )
+
+
+def build_retention_cronjob(pipeline: FraudPipeline) -> dict[str, Any]:
+    """`fraudpipe-api retention`: alerts and feedback past their days, deleted in batches of
+    one short transaction each (docs/decisions.md, decision 87); its JSON summary is the Job's
+    log."""
+    retention = pipeline.spec.retention
+    env = [value("RETENTION_BATCH_SIZE", retention.batch_size)]
+    if retention.alerts_days is not None:
+        env.append(value("RETENTION_ALERTS_DAYS", retention.alerts_days))
+    if retention.feedback_days is not None:
+        env.append(value("RETENTION_FEEDBACK_DAYS", retention.feedback_days))
+    container = cronjob_container(pipeline, "retention", ["fraudpipe-api", "retention"], env)
+    return cronjob(pipeline, "retention", retention.schedule, container)
 
 
 # -- producer ---------------------------------------------------------------------------------

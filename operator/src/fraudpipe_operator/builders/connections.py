@@ -13,9 +13,11 @@ from fraudpipe_operator.builders.common import (
     KAFKA_PORT,
     POSTGRES_PORT,
     REDIS_PORT,
+    SCHEMA_REGISTRY_PORT,
     child_name,
 )
 from fraudpipe_operator.models import FraudPipeline
+from fraudpipe_operator.models.v1alpha1 import ObjectStore
 
 KAFKA_CA_DIR = "/etc/fraudpipe/kafka-ca"
 POSTGRES_USER = "fraudpipe"
@@ -49,6 +51,15 @@ def kafka_bootstrap_servers(pipeline: FraudPipeline) -> str:
     return f"{host(pipeline, 'kafka')}:{KAFKA_PORT}"
 
 
+def schema_registry_url(pipeline: FraudPipeline) -> str:
+    """The pipeline's registry, else managed Redpanda's built-in one (a CEL rule refuses an
+    Avro topic with neither)."""
+    registry = pipeline.spec.kafka.schema_registry
+    if registry is not None:
+        return registry.url
+    return f"http://{host(pipeline, 'kafka')}:{SCHEMA_REGISTRY_PORT}"
+
+
 def kafka_security_protocol(pipeline: FraudPipeline) -> str:
     external = pipeline.spec.kafka.external
     if pipeline.spec.kafka.mode != "external" or external is None:
@@ -69,6 +80,12 @@ def kafka_env(pipeline: FraudPipeline) -> list[dict[str, Any]]:
         value("DLQ_TOPIC", topics.dlq.name),
         value("LABELS_TOPIC", topics.labels.name),
     ]
+    if topics.transactions.format == "avro":
+        # Only for Avro: a JSON pipeline's pods stay exactly as they were.
+        env += [
+            value("TRANSACTIONS_FORMAT", "avro"),
+            value("SCHEMA_REGISTRY_URL", schema_registry_url(pipeline)),
+        ]
     external = pipeline.spec.kafka.external
     if pipeline.spec.kafka.mode == "external" and external is not None:
         if external.sasl is not None:
@@ -122,6 +139,24 @@ def postgres_env(pipeline: FraudPipeline) -> list[dict[str, Any]]:
             f"postgresql://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@{host(pipeline, 'postgres')}"
             f":{POSTGRES_PORT}/{POSTGRES_DATABASE}",
         ),
+    ]
+
+
+def object_store_uri(store: ObjectStore, *path: str) -> str:
+    """s3://bucket/prefix[/path…]."""
+    return "s3://" + "/".join(part for part in (store.bucket, store.prefix, *path) if part)
+
+
+def object_store_env(store: ObjectStore) -> list[dict[str, Any]]:
+    """The AWS SDKs' own variables (fraudpipe_common.archive.store.S3Settings reads them)."""
+    ref = store.credentials_secret_ref
+    env = [value("AWS_REGION", store.region)]
+    if store.endpoint:
+        env.append(value("AWS_ENDPOINT_URL", store.endpoint.rstrip("/")))
+    return [
+        *env,
+        from_secret("AWS_ACCESS_KEY_ID", ref.name, ref.access_key_id_key),
+        from_secret("AWS_SECRET_ACCESS_KEY", ref.name, ref.secret_access_key_key),
     ]
 
 

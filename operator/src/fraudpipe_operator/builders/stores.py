@@ -16,6 +16,7 @@ from fraudpipe_operator.builders.common import (
     KAFKA_RPC_PORT,
     POSTGRES_PORT,
     REDIS_PORT,
+    SCHEMA_REGISTRY_PORT,
     OperatorPods,
     checksum,
     child_name,
@@ -118,10 +119,23 @@ def broker_domain(pipeline: FraudPipeline) -> tuple[str, str]:
     return service, f"{service}.{pipeline.namespace}.svc"
 
 
+def redpanda_serves_registry(pipeline: FraudPipeline) -> bool:
+    """Managed Redpanda is the registry of an Avro pipeline that names none of its own; a JSON
+    pipeline's brokers stay exactly as they were."""
+    kafka = pipeline.spec.kafka
+    return (
+        kafka.mode == "managed"
+        and kafka.managed.flavor == "redpanda"
+        and kafka.topics.transactions.format == "avro"
+        and kafka.schema_registry is None
+    )
+
+
 def redpanda_container(
     pipeline: FraudPipeline,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
     managed = pipeline.spec.kafka.managed
+    serves_registry = redpanda_serves_registry(pipeline)
     service, domain = broker_domain(pipeline)
     seeds = ",".join(f"{service}-{i}.{domain}:{KAFKA_RPC_PORT}" for i in range(managed.replicas))
     tmp, tmp_mount = tmp_volume()
@@ -139,12 +153,22 @@ def redpanda_container(
             f"--rpc-addr=0.0.0.0:{KAFKA_RPC_PORT}",
             f"--advertise-rpc-addr=$(POD_NAME).{domain}:{KAFKA_RPC_PORT}",
             f"--seeds={seeds}",
+            *(
+                [f"--schema-registry-addr=0.0.0.0:{SCHEMA_REGISTRY_PORT}"]
+                if serves_registry
+                else []
+            ),
         ],
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
         "ports": [
             {"name": "kafka", "containerPort": KAFKA_PORT},
             {"name": "rpc", "containerPort": KAFKA_RPC_PORT},
             {"name": "admin", "containerPort": KAFKA_ADMIN_PORT},
+            *(
+                [{"name": "schema-registry", "containerPort": SCHEMA_REGISTRY_PORT}]
+                if serves_registry
+                else []
+            ),
         ],
         "readinessProbe": {
             "httpGet": {"path": "/v1/status/ready", "port": KAFKA_ADMIN_PORT},
@@ -235,6 +259,8 @@ def build_kafka_service(pipeline: FraudPipeline) -> dict[str, Any]:
         ports = {"kafka": KAFKA_PORT, "controller": KAFKA_CONTROLLER_PORT}
     else:
         ports = {"kafka": KAFKA_PORT, "rpc": KAFKA_RPC_PORT, "admin": KAFKA_ADMIN_PORT}
+        if redpanda_serves_registry(pipeline):
+            ports["schema-registry"] = SCHEMA_REGISTRY_PORT
     return headless_or_cluster_service(pipeline, "kafka", ports, headless=True)
 
 
@@ -252,8 +278,13 @@ def build_kafka_networkpolicy(
     if pipeline.spec.kafka.managed.flavor == "kafka":
         policy = network_policy(pipeline, "kafka", [KAFKA_PORT, KAFKA_CONTROLLER_PORT], [operator])
     else:
+        registry = [SCHEMA_REGISTRY_PORT] if redpanda_serves_registry(pipeline) else []
         policy = network_policy(
-            pipeline, "kafka", [KAFKA_PORT, KAFKA_RPC_PORT], [operator], [KAFKA_ADMIN_PORT]
+            pipeline,
+            "kafka",
+            [KAFKA_PORT, KAFKA_RPC_PORT, *registry],
+            [operator],
+            [KAFKA_ADMIN_PORT],
         )
     autoscaling = pipeline.spec.scorer.autoscaling
     if autoscaling.enabled and autoscaling.engine == "keda":

@@ -229,6 +229,12 @@ def topic_name(default: str) -> Any:
 
 class TransactionsTopic(Topic):
     name: str = topic_name("transactions.v1")
+    format: Literal["json", "avro"] = Field(
+        default="json",
+        description="How its values are written: JSON, or Avro in the Confluent wire format "
+        "(schema registered under <name>-value with BACKWARD compatibility; needs a schema "
+        "registry: kafka.schemaRegistry, or managed Redpanda's own).",
+    )
 
 
 class DecisionsTopic(Topic):
@@ -252,9 +258,26 @@ class Topics(Model):
     )
 
 
+class SchemaRegistry(Model):
+    url: str = Field(
+        min_length=1,
+        max_length=512,
+        pattern=r"^https?://[^\s]+$",
+        description="Confluent-compatible schema registry, e.g. http://registry:8081 or "
+        "Apicurio's http://apicurio:8080/apis/ccompat/v7.",
+    )
+
+
 class Kafka(Model):
     model_config = ConfigDict(
         json_schema_extra=rules(
+            (
+                "self.topics.transactions.format != 'avro' || has(self.schemaRegistry) || "
+                "(self.mode == 'managed' && self.managed.flavor == 'redpanda')",
+                "an avro transactions topic needs schemaRegistry.url (only managed Redpanda "
+                "brings a registry of its own)",
+                ".schemaRegistry",
+            ),
             (
                 "self.mode != 'external' || (has(self.external) && "
                 "size(self.external.bootstrapServers) > 0)",
@@ -294,6 +317,11 @@ class Kafka(Model):
         default=None, description="Your Kafka cluster (mode external)."
     )
     topics: Topics = section(Topics, "Topics the pipeline uses; created and grown by the operator.")
+    schema_registry: SchemaRegistry | None = Field(
+        default=None,
+        description="Schema registry for Avro topics; absent with managed Redpanda: its "
+        "built-in registry (<name>-kafka:8081).",
+    )
 
 
 # -- Redis and PostgreSQL ---------------------------------------------------------------------
@@ -677,6 +705,171 @@ class Report(Model):
     output: Literal["json", "text"] = Field(default="json", description="Format of the report.")
 
 
+class Retention(Model):
+    # Decision 87: an alert with feedback stays as long as its feedback (deleting it would
+    # cascade to the label), and labels, the training data, never go before the alerts.
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "!self.enabled || has(self.alertsDays) || has(self.feedbackDays)",
+                "retention needs alertsDays, feedbackDays or both",
+                ".alertsDays",
+            ),
+            (
+                "!has(self.alertsDays) || !has(self.feedbackDays) || "
+                "self.feedbackDays >= self.alertsDays",
+                "feedbackDays must be at least alertsDays: analyst labels are training data "
+                "and must not go before the alerts they label",
+                ".feedbackDays",
+            ),
+        )
+    )
+
+    enabled: bool = Field(
+        default=False,
+        description="Run `fraudpipe-api retention` as a CronJob: alerts and feedback past "
+        "their days are deleted in short batches. Decisions need no job: they expire from "
+        "the decisions topic after kafka.topics.decisions.retentionMs and from the Redis "
+        "decision cache after the scorer's DECISION_CACHE_TTL_S (24 h). Turned off, the "
+        "CronJob is deleted.",
+    )
+    alerts_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36_500,
+        description="Delete alerts decided more than this many days ago, except alerts with "
+        "feedback, which stay as long as their feedback does. Absent: alerts are kept.",
+    )
+    feedback_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36_500,
+        description="Delete analyst feedback given more than this many days ago; at least "
+        "alertsDays. Absent: feedback, and the alerts it labels, are kept.",
+    )
+    schedule: str = Field(
+        default="30 1 * * *",
+        max_length=64,
+        pattern=r"^\S+( \S+){4}$",
+        description="Cron schedule, in UTC (by default after the daily report's 00:15).",
+    )
+    batch_size: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Rows deleted per transaction: smaller holds fewer row locks for less "
+        "time, larger finishes sooner.",
+    )
+
+
+# -- object store: the archive and the backups ------------------------------------------------
+S3_BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+
+
+class S3CredentialsRef(Model):
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=K8S_NAME_PATTERN,
+        description="Name of a Secret in the pipeline's namespace holding the access key pair.",
+    )
+    access_key_id_key: str = Field(
+        default="AWS_ACCESS_KEY_ID",
+        min_length=1,
+        max_length=253,
+        description="Key of the access key id in that Secret.",
+    )
+    secret_access_key_key: str = Field(
+        default="AWS_SECRET_ACCESS_KEY",
+        min_length=1,
+        max_length=253,
+        description="Key of the secret access key in that Secret.",
+    )
+
+
+class ObjectStore(Model):
+    endpoint: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=r"^https?://[^/\s]+/?$",
+        description="http(s)://host[:port] of an S3-compatible server (MinIO, Ceph RGW, "
+        "SeaweedFS, versitygw, …); absent: AWS S3.",
+    )
+    region: str = Field(
+        default="us-east-1", min_length=1, max_length=64, description="The bucket's region."
+    )
+    bucket: str = Field(
+        min_length=3,
+        max_length=63,
+        pattern=S3_BUCKET_PATTERN,
+        description="The bucket (it must exist: nothing here creates one).",
+    )
+    prefix: str = Field(
+        default="",
+        max_length=512,
+        pattern=r"^([^/\s]+(/[^/\s]+)*)?$",
+        description="Key prefix of everything this pipeline writes, without leading or "
+        "trailing '/': the archive under <prefix>/decisions and <prefix>/labels, backups "
+        "under <prefix>/backups/postgres. Give each pipeline its own.",
+    )
+    credentials_secret_ref: S3CredentialsRef = Field(
+        description="Secret with the access key pair (by default under the keys "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, as the aws CLI names them).",
+    )
+
+
+class Archive(Model):
+    enabled: bool = Field(
+        default=False,
+        description="Run `fraudpipe-api archive`: decisions (with their feature snapshot) and "
+        "labels to spec.objectStore as hourly Parquet (docs/archive.md). Needs objectStore. "
+        "Turned off, its Deployment is deleted.",
+    )
+    labels: bool = Field(default=True, description="Archive the labels topic too.")
+    max_records: int = Field(
+        default=20_000,
+        ge=1,
+        le=1_000_000,
+        description="Records per partition per object (ARCHIVE_MAX_RECORDS).",
+    )
+    max_wait_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=3600,
+        description="Longest a record waits before it is written (ARCHIVE_MAX_WAIT_S).",
+    )
+    resources: Resources = section(Resources, "CPU and memory of the archiver.")
+
+
+class Backup(Model):
+    enabled: bool = Field(
+        default=False,
+        description="Back PostgreSQL up to spec.objectStore on a schedule: a CronJob runs "
+        "pg_dump (custom format, compressed) and `fraudpipe-api backup upload` "
+        "(docs/runbooks.md#restoring-postgresql-from-a-backup). Needs objectStore. Turned "
+        "off, the CronJob is deleted; the backups stay.",
+    )
+    schedule: str = Field(
+        default="0 2 * * *",
+        max_length=64,
+        pattern=r"^\S+( \S+){4}$",
+        description="Cron schedule, in UTC (by default after the retention job's 01:30).",
+    )
+    keep: int = Field(
+        default=7,
+        ge=1,
+        le=1000,
+        description="How many of this pipeline's backups to keep: after each upload, older "
+        "ones are deleted.",
+    )
+    image: str = Field(
+        default="",
+        max_length=512,
+        description="Image providing pg_dump, whose major version must be at least the "
+        "server's. Empty: spec.postgres.managed.image (the managed server's own).",
+    )
+
+
 class Scraper(Model):
     namespace_labels: dict[str, str] = Field(
         default_factory=dict,
@@ -718,6 +911,21 @@ class Monitoring(Model):
 
 
 class FraudPipelineSpec(Model):
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "!self.archive.enabled || has(self.objectStore)",
+                "the archive needs objectStore (bucket and credentialsSecretRef)",
+                ".objectStore",
+            ),
+            (
+                "!self.backup.enabled || has(self.objectStore)",
+                "backups need objectStore (bucket and credentialsSecretRef)",
+                ".objectStore",
+            ),
+        )
+    )
+
     kafka: Kafka = section(
         Kafka, "Kafka: managed brokers (Redpanda or Apache Kafka) or your own, and topics."
     )
@@ -729,7 +937,18 @@ class FraudPipelineSpec(Model):
     producer: Producer = section(Producer, "Demo traffic.")
     monitoring: Monitoring = section(Monitoring, "Prometheus Operator integration.")
     report: Report = section(Report, "Daily report (`fraudpipe-api report`) as a CronJob.")
+    retention: Retention = section(
+        Retention, "Retention of alerts and feedback (`fraudpipe-api retention`) as a CronJob."
+    )
     notify: Notify = section(Notify, "Webhook notifications (`fraudpipe-api notify`).")
+    object_store: ObjectStore | None = Field(
+        default=None,
+        description="S3-compatible storage shared by the archive and the backups.",
+    )
+    archive: Archive = section(
+        Archive, "Archive of decisions and labels (`fraudpipe-api archive`) to objectStore."
+    )
+    backup: Backup = section(Backup, "Scheduled PostgreSQL backups to objectStore.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="LOG_LEVEL of every pipeline service."
     )

@@ -102,6 +102,11 @@ def check_alerts_served(base_url: str, model_ref: str, within_s: float = 180) ->
     assert one["tx_id"] == first["tx_id"], one
     digest = one["model_digest"].removeprefix("sha256:")
     assert digest in model_ref, f"alert decided by {digest}, the pipeline serves {model_ref}"
+    # The trained model carries its explainer: every alert says why, in numbers and words.
+    status, why = get_json(base_url, f"/v1/alerts/{first['tx_id']}/explanation")
+    assert status == 200, f"GET /v1/alerts/{first['tx_id']}/explanation: {status}"
+    assert len(why["contributions"]) == 5, why
+    assert why["summary"].startswith(f"{first['decision']} with model score"), why
     return first
 
 

@@ -10,11 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 sys.path.insert(0, str(Path(__file__).parent))
-from operator_harness import GROUP, MODEL_REF, PLURAL, VERSION, merge, operator_release
+from operator_harness import (
+    EXAMPLES,
+    GROUP,
+    MODEL_REF,
+    PLURAL,
+    VERSION,
+    merge,
+    operator_release,
+)
 
 pytestmark = pytest.mark.k8s
 __all__ = ["operator_release"]  # fixture
@@ -240,6 +249,16 @@ def test_a_minimal_pipeline_is_accepted_and_defaulted(
     assert spec["archive"]["enabled"] is False
     assert spec["backup"] == {"enabled": False, "schedule": "0 2 * * *", "keep": 7, "image": ""}
     assert "objectStore" not in spec
+
+
+def test_the_lifecycle_example_is_accepted(
+    operator_release: Any, kube_client: Any, k8s_namespace: str
+) -> None:
+    example = yaml.safe_load((EXAMPLES / "lifecycle.yaml").read_text())
+    example["metadata"]["name"] = f"lifecycle-{uuid.uuid4().hex[:8]}"
+    created = create(kube_client, k8s_namespace, example)
+    assert created["spec"]["kafka"]["topics"]["transactions"]["format"] == "avro"
+    assert created["spec"]["retention"]["feedbackDays"] == 730
 
 
 def test_notifications_report_retention_archive_and_backup_are_accepted_when_complete(

@@ -716,3 +716,20 @@ def test_avro_pipelines_tell_every_client_the_format_and_the_registry() -> None:
 
 def find(result: builders.Plan, name: str) -> dict[str, Any]:
     return next(o for o in result.all() if f"{o['kind']}/{o['metadata']['name']}" == name)
+
+
+def test_the_lifecycle_example_archives_backs_up_keeps_and_speaks_avro() -> None:
+    result = builders.plan(example("lifecycle.yaml"))
+    names = set(kinds(result.all()))
+    assert {
+        "Deployment/payments-archive",
+        "CronJob/payments-backup",
+        "CronJob/payments-retention",
+    } <= names
+    archive = env_of(find(result, "Deployment/payments-archive"))
+    assert archive["ARCHIVE_URI"] == "s3://fraud-data/payments"
+    assert archive["AWS_SECRET_ACCESS_KEY"]["secretKeyRef"] == {
+        "name": "payments-s3",
+        "key": "AWS_SECRET_ACCESS_KEY",
+    }
+    assert env_of(find(result, "Deployment/payments-scorer"))["TRANSACTIONS_FORMAT"] == "avro"

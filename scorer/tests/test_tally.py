@@ -26,6 +26,7 @@ class SpreadModel:
         self.digest = digest
         self.shift = shift
         self.thresholds = Thresholds(flag=0.6, block=0.9)
+        self.explainer = None  # no explanations: what is counted does not depend on them
 
     def score(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         return ((np.arange(len(matrix)) * 0.037 + self.shift) % 1.0).astype(np.float32)

@@ -109,6 +109,37 @@ def test_a_run_repeated_after_a_crash_skips_what_was_written_and_repeats_no_row(
 
 
 @pytest.mark.s3
+def test_an_owner_that_read_less_than_an_archived_object_commits_past_it(
+    s3_env: dict[str, str], s3_archive_uri: str
+) -> None:
+    """A wrote 0..49 and died before committing; B read only 0..19 (stopped early), skipped
+    them as archived and must commit 50, not 20: C, starting at 20, would otherwise archive
+    20..59 again beside A's object."""
+    store = store_of(s3_archive_uri, s3_env)
+    tp = TopicPartition("decisions.v1", 0)
+    records = [(i, decision(i, H10 + dt.timedelta(seconds=i))) for i in range(60)]
+
+    def archiver() -> Archiver:
+        return Archiver(store, {"decisions.v1": DatasetName.DECISIONS}, 1000, 60.0)
+
+    a = archiver()
+    for offset, d in records[:50]:
+        a.add(tp, offset, 0, d.to_json())
+    assert a.flush(tp) == 50  # ... and A dies before committing it
+    b = archiver()
+    for offset, d in records[:20]:
+        b.add(tp, offset, 0, d.to_json())
+    assert b.flush(tp) == 50
+    # Even had B committed 20 (an older worker's commit), C finds the object holding 20.
+    c = archiver()
+    for offset, d in records[20:]:
+        c.add(tp, offset, 0, d.to_json())
+    assert c.flush(tp) == 60
+    table = store.read(DatasetName.DECISIONS)
+    assert sorted(table["kafka_offset"].to_pylist()) == list(range(60))
+
+
+@pytest.mark.s3
 def test_an_unreadable_record_is_skipped_and_its_offset_committed(
     s3_env: dict[str, str], s3_archive_uri: str
 ) -> None:

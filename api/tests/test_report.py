@@ -39,7 +39,8 @@ async def day_of_alerts(database_url: str) -> None:
         with_reasons(alert_row("b2", decision="BLOCK", decided=NOON), "model_score"),
         with_reasons(alert_row("f1", decided=NOON), "model_score", "new_device"),
         with_reasons(alert_row("f2", decided=NOON), "velocity"),
-        with_reasons(alert_row("f3", decided=NOON), "model_score"),
+        # The model's explanation codes are no rules: not in the top rules.
+        with_reasons(alert_row("f3", decided=NOON), "model_score", "feature:amount"),
         # Outside the day, and a shadow decision inside it: neither counts.
         with_reasons(alert_row("late", decided=NOON + dt.timedelta(days=1)), "model_score"),
         with_reasons(alert_row("early", decided=NOON - dt.timedelta(days=1)), "model_score"),

@@ -175,7 +175,10 @@ class Archiver:
                          tp.partition, run.first_offset, end)  # fmt: skip
             through = self.archived_through[tp] = max(through, end)
             pending = [r for r in pending if r.offset > end]
-        next_offset = window.last_seen + 1
+        # Past what was consumed when a skipped object reaches further: those offsets are
+        # archived, and a commit short of them would leave the next owner a window that
+        # starts inside that object.
+        next_offset = max(window.last_seen, self.archived_through.get(tp, -1)) + 1
         del self.windows[tp]
         return next_offset
 

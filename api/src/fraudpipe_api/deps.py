@@ -20,9 +20,8 @@ from fraudpipe_api.errors import DependencyUnavailable, dependency
 from fraudpipe_common.contracts import transactions_avro
 from fraudpipe_common.features import OnlineFeatureStore
 from fraudpipe_common.inference import LoadedModel, load
-from fraudpipe_common.kafka import KafkaSettings
+from fraudpipe_common.kafka import KafkaSettings, TopicSettings
 from fraudpipe_common.model_artifact import ModelArtifactError
-from fraudpipe_common.schema_registry import SchemaRegistryClient
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +138,14 @@ class Clients:
     def loaded_model(self) -> LoadedModel | None:
         return self._model
 
-    async def transactions_schema_id(self, registry_url: str, topic: str) -> int:
-        """The id of transactions.v1's Avro schema, registered once (BACKWARD) per process."""
+    async def transactions_schema_id(self, topics: TopicSettings) -> int:
+        """The id of transactions.v1's Avro schema, registered once per process."""
         if self._schema_id is None:
-            async with SchemaRegistryClient(
-                registry_url, timeout_s=self.settings.dependency_timeout_s
-            ) as registry:
-                self._schema_id = await transactions_avro.register(registry, topic)
+            timeout = self.settings.dependency_timeout_s
+            async with topics.schema_registry(timeout_s=timeout) as registry:
+                self._schema_id = await transactions_avro.register(
+                    registry, topics.transactions_topic
+                )
         return self._schema_id
 
     async def close(self) -> None:

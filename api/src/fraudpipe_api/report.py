@@ -70,6 +70,7 @@ SELECT reason->>'code' AS code, count(*) AS alerts,
        count(*) FILTER (WHERE decision = 'BLOCK') AS blocks
 FROM alerts, jsonb_array_elements(reasons) AS reason
 WHERE decided_ts >= $1 AND decided_ts < $2 AND track <> 'shadow'
+  AND reason->>'code' NOT LIKE 'feature:%'  -- the model's explanations, not rules
 GROUP BY code ORDER BY alerts DESC, code LIMIT $3
 """
 

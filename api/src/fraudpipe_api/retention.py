@@ -86,29 +86,29 @@ DELETE FROM feedback WHERE id IN (
 )
 """
 
-# Walks alerts_decided_ts_tx_id_idx from a cursor, the last key the previous batch deleted:
+# Walks alerts_decided_ts_tx_id_idx from a cursor, the last key the previous batch looked at:
 # labelled alerts stay behind in the index, and without the cursor every batch would scan
-# past all of them again. SKIP LOCKED passes over an alert whose feedback is being inserted
-# right now (the insert holds a key-share lock on it): the next run sees that feedback.
-# The cursor is computed here, in the database's collation, not in Python.
+# past all of them again. The cursor is computed here, in the database's collation.
+# Two statements in one transaction, because a label must never be cascaded away: the first
+# locks the unlabelled candidates (SKIP LOCKED passes over an alert whose feedback is being
+# inserted right now: the insert holds a key-share lock on it), so that no feedback can be
+# added to them until the transaction ends; the second, with a snapshot taken after those
+# locks, deletes only those still without feedback (a label committed after the first
+# statement's snapshot but before its lock is seen here, and keeps its alert).
+_LOCK_ALERTS = """
+SELECT a.tx_id, a.decided_ts FROM alerts a
+WHERE a.decided_ts < $1
+  AND a.decided_ts >= $2
+  AND (a.decided_ts, a.tx_id) > ($2, $3)
+  AND NOT EXISTS (SELECT 1 FROM feedback f WHERE f.tx_id = a.tx_id)
+ORDER BY a.decided_ts, a.tx_id
+LIMIT $4
+FOR UPDATE SKIP LOCKED
+"""
 _DELETE_ALERTS = """
-WITH doomed AS (
-    SELECT a.tx_id FROM alerts a
-    WHERE a.decided_ts < $1
-      AND a.decided_ts >= $2
-      AND (a.decided_ts, a.tx_id) > ($2, $3)
-      AND NOT EXISTS (SELECT 1 FROM feedback f WHERE f.tx_id = a.tx_id)
-    ORDER BY a.decided_ts, a.tx_id
-    LIMIT $4
-    FOR UPDATE SKIP LOCKED
-), gone AS (
-    DELETE FROM alerts a USING doomed WHERE a.tx_id = doomed.tx_id
-    RETURNING a.decided_ts, a.tx_id
-)
-SELECT count(*) AS deleted,
-       (array_agg(decided_ts ORDER BY decided_ts DESC, tx_id DESC))[1] AS last_decided_ts,
-       (array_agg(tx_id ORDER BY decided_ts DESC, tx_id DESC))[1] AS last_tx_id
-FROM gone
+DELETE FROM alerts a
+WHERE a.tx_id = ANY($1::text[])
+  AND NOT EXISTS (SELECT 1 FROM feedback f WHERE f.tx_id = a.tx_id)
 """
 
 # Before any alert: where the cursor starts.
@@ -132,13 +132,16 @@ async def _delete_alerts(
 ) -> None:
     last_decided_ts, last_tx_id = _START
     while True:
-        row = await conn.fetchrow(_DELETE_ALERTS, cutoff, last_decided_ts, last_tx_id, batch_size)
-        assert row is not None  # an aggregate always returns one row
-        result.deleted += row["deleted"]
+        async with conn.transaction():
+            candidates = await conn.fetch(
+                _LOCK_ALERTS, cutoff, last_decided_ts, last_tx_id, batch_size
+            )
+            status = await conn.execute(_DELETE_ALERTS, [c["tx_id"] for c in candidates])
+        result.deleted += int(status.split()[-1])  # "DELETE <n>"
         result.batches += 1
-        if row["deleted"] < batch_size:
+        if len(candidates) < batch_size:
             return
-        last_decided_ts, last_tx_id = row["last_decided_ts"], row["last_tx_id"]
+        last_decided_ts, last_tx_id = candidates[-1]["decided_ts"], candidates[-1]["tx_id"]
 
 
 class RetentionFailed(Exception):

@@ -318,11 +318,8 @@ async def publish(
     payloads = [_encode(tx, i if isinstance(body, list) else None) for i, tx in enumerate(txs)]
     topic = state.topics.transactions_topic
     if state.topics.transactions_format == "avro":
-        assert state.topics.schema_registry_url is not None  # TopicSettings checks it
         async with dependency("schema_registry", state.settings.retry_after_s):
-            schema_id = await state.clients.transactions_schema_id(
-                state.topics.schema_registry_url, topic
-            )
+            schema_id = await state.clients.transactions_schema_id(state.topics)
         payloads = [transactions_avro.encode(schema_id, orjson.loads(p)) for p in payloads]
     headers = [(SCHEMA_HEADER, SCHEMA.encode())]
     try:

@@ -66,6 +66,20 @@ def test_our_schema_and_backward_compatible_writers_read_as_ours() -> None:
     assert read_problems(with_extra, SCHEMA) == []
 
 
+def test_a_java_producers_string_type_objects_read_as_strings() -> None:
+    # avro-maven-plugin with stringType=String writes every string field like this.
+    java = copy.deepcopy(SCHEMA)
+    for field in java["fields"]:
+        if field["type"] == "string":
+            field["type"] = {"type": "string", "avro.java.string": "String"}
+    assert read_problems(java, SCHEMA) == []
+
+
+def test_credentials_never_ride_in_the_registry_url() -> None:
+    with pytest.raises(ValueError, match="must not carry credentials"):
+        SchemaRegistryClient("https://svc:secret@registry.example.com/apis/ccompat/v7")
+
+
 @pytest.mark.parametrize(
     ("writer", "problem"),
     [
@@ -176,3 +190,30 @@ async def test_an_unreachable_registry_is_a_retry_never_a_rejection() -> None:
         decoder = AvroDecoder(down)
         with pytest.raises(RegistryUnavailableError, match="cannot reach the schema registry"):
             await decoder.prepare([encode(1, FIELDS)])
+
+
+@pytest.mark.schema_registry
+async def test_a_404_that_is_not_the_registrys_own_is_unavailability(
+    schema_registry_url: str,
+) -> None:
+    """A wrong base path (here the server's root, not its Confluent API) answers 404 without
+    the registry's error code: retried as an outage, never taken for an unknown schema."""
+    root = schema_registry_url.removesuffix("/apis/ccompat/v7")
+    async with SchemaRegistryClient(root) as wrong:
+        decoder = AvroDecoder(wrong)
+        with pytest.raises(RegistryUnavailableError, match=r"is .* the registry's API"):
+            await decoder.prepare([encode(1, FIELDS)])
+
+
+@pytest.mark.schema_registry
+async def test_a_compatibility_the_team_chose_is_left_alone(
+    registry: SchemaRegistryClient, request: pytest.FixtureRequest
+) -> None:
+    topic = unique_topic(request)
+    await registry.register(transactions_avro.subject(topic), SCHEMA)
+    await registry.set_compatibility(transactions_avro.subject(topic), "FULL")
+    await transactions_avro.register(registry, topic)
+    assert await registry.compatibility(transactions_avro.subject(topic)) == "FULL"
+    fresh = unique_topic(request) + "-fresh"
+    await transactions_avro.register(registry, fresh)
+    assert await registry.compatibility(transactions_avro.subject(fresh)) == "BACKWARD"

@@ -37,7 +37,7 @@ from pydantic import ValidationError
 from fraudpipe_common.contracts import transactions_avro
 from fraudpipe_common.contracts.labels import Label
 from fraudpipe_common.kafka import KafkaSettings, TopicSettings
-from fraudpipe_common.schema_registry import SchemaRegistryClient, SchemaRegistryError
+from fraudpipe_common.schema_registry import SchemaRegistryError
 from fraudpipe_common.synthetic import PopulationConfig, TrafficConfig, generate
 from fraudpipe_producer.csv_adapters import FORMATS, CsvOptions, CsvReport, read_csv
 from fraudpipe_producer.metrics import ProducerMetrics
@@ -248,12 +248,14 @@ def message_encoder(args: argparse.Namespace) -> Callable[[dict[str, Any]], byte
         raise ProducerError("--format avro needs --schema-registry (or SCHEMA_REGISTRY_URL)")
 
     async def registered() -> int:
-        async with SchemaRegistryClient(args.schema_registry) as registry:
+        # The flag's URL, with SCHEMA_REGISTRY_USERNAME/PASSWORD from the environment.
+        topics = TopicSettings(transactions_format="avro", schema_registry_url=args.schema_registry)
+        async with topics.schema_registry() as registry:
             return await transactions_avro.register(registry, args.topic)
 
     try:
         schema_id = asyncio.run(registered())
-    except SchemaRegistryError as exc:
+    except (SchemaRegistryError, ValidationError) as exc:
         raise ProducerError(f"cannot register the transactions.v1 schema: {exc}") from exc
     return functools.partial(transactions_avro.encode, schema_id)
 

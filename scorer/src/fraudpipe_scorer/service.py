@@ -258,8 +258,7 @@ class Scorer:
     def _avro_decoder(self) -> AvroDecoder | None:
         if self.topics.transactions_format != "avro":
             return None
-        assert self.topics.schema_registry_url is not None  # TopicSettings checks it
-        self._registry = SchemaRegistryClient(self.topics.schema_registry_url)
+        self._registry = self.topics.schema_registry()
         return AvroDecoder(self._registry)
 
     async def _load_model(self, track: str, ref: str) -> inference.LoadedModel:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import ssl
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fraudpipe_common.schema_registry import SchemaRegistryClient
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -88,11 +91,34 @@ class TopicSettings(BaseSettings):
     schema_registry_url: str | None = Field(
         default=None,
         description="Confluent-compatible schema registry (Redpanda's, Confluent's, Apicurio's "
-        "/apis/ccompat/v7); needed for avro.",
+        "/apis/ccompat/v7), without credentials in it; needed for avro.",
+    )
+    schema_registry_username: str | None = Field(
+        default=None, description="HTTP Basic user of the schema registry, if it needs one."
+    )
+    schema_registry_password: SecretStr | None = Field(
+        default=None, description="Its password (from a Secret)."
     )
 
     @model_validator(mode="after")
     def _avro_needs_a_registry(self) -> TopicSettings:
         if self.transactions_format == "avro" and not self.schema_registry_url:
             raise ValueError("TRANSACTIONS_FORMAT=avro needs SCHEMA_REGISTRY_URL")
+        if self.schema_registry_url and "@" in urlsplit(self.schema_registry_url).netloc:
+            raise ValueError(
+                "SCHEMA_REGISTRY_URL must not carry credentials (they would show in logs and "
+                "DLQ details): set SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD"
+            )
         return self
+
+    def schema_registry(self, *, timeout_s: float = 5.0) -> SchemaRegistryClient:
+        """A client of SCHEMA_REGISTRY_URL with its credentials (close it when done)."""
+        if self.schema_registry_url is None:
+            raise ValueError("no SCHEMA_REGISTRY_URL")
+        password = self.schema_registry_password
+        return SchemaRegistryClient(
+            self.schema_registry_url,
+            username=self.schema_registry_username,
+            password=None if password is None else password.get_secret_value(),
+            timeout_s=timeout_s,
+        )

@@ -17,6 +17,9 @@ import httpx
 import orjson
 
 MEDIA_TYPE = "application/vnd.schemaregistry.v1+json"
+# The Confluent API's codes for no such subject (40401), version (40402) or schema (40403).
+# 40408: the subject has no compatibility of its own (Confluent's GET /config/{subject}).
+_NOT_FOUND_CODES = {40401, 40402, 40403, 40408}
 Compatibility = Literal["BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FULL", "NONE"]
 
 
@@ -30,7 +33,8 @@ class SchemaRegistryError(Exception):
 
 
 class SchemaNotFoundError(SchemaRegistryError):
-    """No schema (or subject) by that id or name."""
+    """No schema (or subject) by that id or name: a 404 carrying the registry API's own error
+    code. Any other 404 (a wrong base path, a proxy or ingress answering) is unavailability."""
 
 
 class RegistryUnavailableError(SchemaRegistryError):
@@ -42,14 +46,23 @@ class SchemaRegistryClient:
         self,
         url: str,
         *,
+        username: str | None = None,
+        password: str | None = None,
         timeout_s: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        parts = httpx.URL(url.rstrip("/"))
+        if parts.userinfo:
+            raise ValueError(
+                "the schema registry URL must not carry credentials (they would show in logs "
+                "and DLQ details): give SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD"
+            )
+        self.url = str(parts)
         self._http = httpx.AsyncClient(
             base_url=self.url,
             timeout=timeout_s,
             headers={"Accept": MEDIA_TYPE, "Content-Type": MEDIA_TYPE},
+            auth=None if username is None else httpx.BasicAuth(username, password or ""),
             transport=transport,
         )
 
@@ -82,6 +95,16 @@ class SchemaRegistryClient:
         schema_id: int = body["id"]
         return schema_id
 
+    async def compatibility(self, subject: str) -> str | None:
+        """The subject's compatibility level (the registry's default when it has none of its
+        own, on most registries), or None when the subject does not exist."""
+        try:
+            body = await self._call("GET", f"/config/{subject}")
+        except SchemaNotFoundError:
+            return None
+        level: str | None = body.get("compatibilityLevel") or body.get("compatibility")
+        return level
+
     async def set_compatibility(self, subject: str, level: Compatibility) -> None:
         await self._call("PUT", f"/config/{subject}", {"compatibility": level})
 
@@ -106,8 +129,13 @@ class SchemaRegistryClient:
         except ValueError:
             code, message = None, response.text
         text = f"schema registry {method} {path}: {response.status_code} {message}"
-        if response.status_code == 404:
+        if response.status_code == 404 and code in _NOT_FOUND_CODES:
             raise SchemaNotFoundError(text, 404, code)
+        if response.status_code == 404:
+            # Not the registry's own "not found": a wrong base path, or a proxy answering.
+            raise RegistryUnavailableError(
+                f"{text} (no registry error code: is {self.url} the registry's API?)", 404, code
+            )
         if response.status_code >= 500 or response.status_code == 429:
             raise RegistryUnavailableError(text, response.status_code, code)
         raise SchemaRegistryError(text, response.status_code, code)

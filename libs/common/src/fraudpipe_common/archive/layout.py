@@ -115,6 +115,14 @@ def split_runs(
 _OBJECT_NAME = re.compile(rf"p(\d+)-(\d{{{OFFSET_DIGITS}}})-(\d{{{OFFSET_DIGITS}}})\.parquet")
 
 
+def offsets_of(object_name: str) -> tuple[int, int, int] | None:
+    """(partition, first offset, last offset) of an archived object's name, else None."""
+    match = _OBJECT_NAME.fullmatch(object_name.rsplit("/", 1)[-1])
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+
+
 def last_offset_of(object_name: str) -> int:
     """The last offset an archived object holds, read from its name."""
     match = _OBJECT_NAME.fullmatch(object_name.rsplit("/", 1)[-1])

@@ -21,7 +21,7 @@ from fraudpipe_common.archive.layout import (
     ArchiveLocation,
     DatasetName,
     Run,
-    last_offset_of,
+    offsets_of,
 )
 
 
@@ -65,14 +65,18 @@ class ArchiveStore:
         self.fs = filesystem
 
     def archived_through(self, dataset: DatasetName, run: Run) -> int | None:
-        """The last offset of an object already archived starting at `run`'s first offset
-        (written by a run that crashed before committing its offsets), or None."""
+        """The last offset of an object already archived that holds `run`'s first offset
+        (written by an owner that could not commit, in a window that may have started or
+        ended elsewhere than this one), or None."""
         directory = self.location.hour_path(dataset, run.hour)
         listing = self.fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
         found = [
-            last_offset_of(info.base_name)
+            offsets[2]
             for info in listing
-            if info.type == pafs.FileType.File and info.base_name.startswith(run.name_prefix)
+            if info.type == pafs.FileType.File
+            and (offsets := offsets_of(info.base_name)) is not None
+            and offsets[0] == run.partition
+            and offsets[1] <= run.first_offset <= offsets[2]
         ]
         return max(found) if found else None
 

@@ -13,9 +13,12 @@ the caller retries the batch.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import io
 import struct
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import fastavro
@@ -26,9 +29,15 @@ from fraudpipe_common.contracts.transactions import (
     Tx,
     transaction_from_fields,
 )
-from fraudpipe_common.schema_registry import SchemaNotFoundError, SchemaRegistryClient
+from fraudpipe_common.schema_registry import (
+    SchemaNotFoundError,
+    SchemaRegistryClient,
+    SchemaRegistryError,
+)
 
 MAGIC = 0
+UNKNOWN_TTL_S = 60.0
+UNKNOWN_KEPT = 10_000
 _HEADER = struct.Struct(">bI")
 
 SCHEMA: dict[str, Any] = {
@@ -76,33 +85,61 @@ def schema_id_of(value: bytes) -> int | None:
 
 
 async def register(registry: SchemaRegistryClient, topic: str) -> int:
-    """Register `SCHEMA` for the topic's values under BACKWARD compatibility (a new version
-    must read every older one), as a Confluent serializer would; returns its id."""
-    await registry.set_compatibility(subject(topic), "BACKWARD")
-    return await registry.register(subject(topic), SCHEMA)
+    """Register `SCHEMA` for the topic's values, as a Confluent serializer would; returns its
+    id. A new subject, or one under NONE, gets BACKWARD compatibility (a new version must read
+    every older one); a level the team chose (FULL, BACKWARD_TRANSITIVE…) is left alone, and
+    so is a registry that lets clients register but not configure (403)."""
+    name = subject(topic)
+    if await registry.compatibility(name) in (None, "NONE"):
+        try:
+            await registry.set_compatibility(name, "BACKWARD")
+        except SchemaRegistryError as exc:
+            if exc.status != 403:
+                raise
+    return await registry.register(name, SCHEMA)
 
 
 class AvroDecoder:
     """Decodes wire-format messages by their writer schema; `prepare` a batch first."""
 
-    def __init__(self, registry: SchemaRegistryClient) -> None:
+    def __init__(
+        self, registry: SchemaRegistryClient, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.registry = registry
-        # Each writer schema seen, parsed, or the reason no message written with it can be read.
+        self._clock = clock
+        # Each writer schema seen, parsed, or the reason no message written with it can be read
+        # (a schema's text never changes under its id: kept for good).
         self._writers: dict[int, Any] = {}
+        # Ids the registry said it does not have, and when: asked again after UNKNOWN_TTL_S
+        # (a replica behind its leader), and at most UNKNOWN_KEPT of them (random ids from a
+        # broken producer must not grow the process).
+        self._unknown: collections.OrderedDict[int, float] = collections.OrderedDict()
 
     async def prepare(self, values: Iterable[bytes | None]) -> None:
-        """Fetch the writer schemas of these messages that are not known yet."""
-        for schema_id in {schema_id_of(v) for v in values if v} - {None, *self._writers}:
-            assert schema_id is not None
-            try:
-                text = await self.registry.schema(schema_id)
-            except SchemaNotFoundError:
-                self._writers[schema_id] = InvalidTransactionError(
-                    "unknown_schema",
-                    f"schema id {schema_id} is not in the schema registry at {self.registry.url}",
-                )
-                continue
-            self._writers[schema_id] = _writer(schema_id, text)
+        """Fetch the writer schemas of these messages that are not known yet, concurrently."""
+        now = self._clock()
+        wanted = {schema_id_of(v) for v in values if v} - {None, *self._writers}
+        fetch = [
+            i
+            for i in wanted
+            if i is not None and now - self._unknown.get(i, -UNKNOWN_TTL_S) >= UNKNOWN_TTL_S
+        ]
+        answers = await asyncio.gather(*(self._fetch(i) for i in fetch))
+        for schema_id, text in zip(fetch, answers, strict=True):
+            if text is None:
+                self._unknown[schema_id] = now
+                self._unknown.move_to_end(schema_id)
+                while len(self._unknown) > UNKNOWN_KEPT:
+                    self._unknown.popitem(last=False)
+            else:
+                self._unknown.pop(schema_id, None)
+                self._writers[schema_id] = _writer(schema_id, text)
+
+    async def _fetch(self, schema_id: int) -> str | None:
+        try:
+            return await self.registry.schema(schema_id)
+        except SchemaNotFoundError:
+            return None
 
     def decode(self, value: bytes) -> Tx:
         schema_id = schema_id_of(value)
@@ -111,6 +148,11 @@ class AvroDecoder:
                 "not_avro",
                 "expected the Confluent wire format (byte 0, then a 4-byte schema id): this "
                 "topic's format is avro",
+            )
+        if schema_id in self._unknown:
+            raise InvalidTransactionError(
+                "unknown_schema",
+                f"schema id {schema_id} is not in the schema registry at {self.registry.url}",
             )
         writer = self._writers[schema_id]  # KeyError: the batch was not prepared (a bug)
         if isinstance(writer, InvalidTransactionError):
@@ -151,6 +193,13 @@ def _writer(schema_id: int, text: str) -> Any:
     return parsed
 
 
+def _primitive(schema: Any) -> Any:
+    if isinstance(schema, dict) and schema.get("type") in _PRIMITIVES:
+        return schema["type"]
+    return schema
+
+
+_PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 # Avro's promotions: a writer's type on the left is read as any type on the right.
 _PROMOTIONS = {
     "int": {"int", "long", "float", "double"},
@@ -183,6 +232,8 @@ def read_problems(writer: Any, reader: Any) -> list[str]:
 
 
 def _readable(writer: Any, reader: Any) -> bool:
+    # {"type": "string", "avro.java.string": "String"}, or with a logicalType: still a string.
+    writer, reader = _primitive(writer), _primitive(reader)
     if isinstance(writer, list):  # every branch the writer may have taken
         return all(_readable(branch, reader) for branch in writer)
     if isinstance(reader, list):

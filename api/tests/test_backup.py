@@ -22,6 +22,7 @@ from fraudpipe_api.backup import (
     parse_backup_name,
     to_delete,
 )
+from fraudpipe_api.pgservice import ServiceFileError, service_file
 from fraudpipe_common.archive.layout import ArchiveLocation
 from fraudpipe_common.archive.store import S3Settings
 
@@ -144,10 +145,12 @@ def backup_command(
     )
 
 
-def pg(tool: str, *args: str) -> None:
+def pg(tool: str, *args: str, env: dict[str, str] | None = None) -> None:
     done = subprocess.run(
-        [str(PG_BIN / tool), *args], capture_output=True, text=True, timeout=120, check=False
-    )
+        [str(PG_BIN / tool), *args],
+        env=os.environ | (env or {}),
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
 
 
@@ -193,8 +196,20 @@ def test_a_database_dumped_uploaded_downloaded_and_restored_has_exactly_its_rows
     assert len(before[0]) == 40
     assert len(before[1]) == 14
 
+    # As the CronJob dumps: the connection in a service file, nothing of it in pg_dump's argv.
+    service = tmp_path / "pg_service.conf"
+    written = subprocess.run(
+        [API, "pg-service", "--out", str(service)],
+        env=os.environ | {"DATABASE_URL": database_url},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert written.returncode == 0, written.stderr
+    assert service.stat().st_mode & 0o077 == 0  # the password's file is the owner's alone
     dump = tmp_path / "fraudpipe.dump"
-    pg("pg_dump", "--format=custom", "--compress=6", f"--file={dump}", f"--dbname={database_url}")
+    pg(
+        "pg_dump", "--format=custom", "--compress=6", f"--file={dump}",
+        env={"PGSERVICEFILE": str(service), "PGSERVICE": "fraudpipe"},
+    )  # fmt: skip
     uri = f"{s3_archive_uri}/backups/postgres"
     uploaded = backup_command("upload", str(dump), uri=uri, s3_env=s3_env)
     assert uploaded.returncode == 0, uploaded.stderr
@@ -220,6 +235,18 @@ def test_a_database_dumped_uploaded_downloaded_and_restored_has_exactly_its_rows
         "--exit-on-error", f"--dbname={database_url}", str(restored),
     )  # fmt: skip
     assert run(rows(database_url)) == before
+
+
+def test_a_service_file_holds_every_part_of_the_url_decoded() -> None:
+    url = "postgresql://fraud%40pipe:p%3Ass%20w@db.example.com:6432/alerts?sslmode=verify-full"
+    assert service_file(url) == (
+        "[fraudpipe]\nhost=db.example.com\nport=6432\nuser=fraud@pipe\npassword=p:ss w\n"
+        "dbname=alerts\nsslmode=verify-full\n"
+    )
+    with pytest.raises(ServiceFileError, match="line break"):
+        service_file("postgresql://u:a%0Ab@db/x")
+    with pytest.raises(ServiceFileError, match="postgresql://"):
+        service_file("mysql://u:p@db/x")
 
 
 @pytest.mark.s3

@@ -642,18 +642,29 @@ def test_the_backup_cronjob_dumps_with_the_postgres_image_then_uploads_with_the_
     assert pod["restartPolicy"] == "OnFailure"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    (dump,) = pod["initContainers"]
+    conninfo, dump = pod["initContainers"]
     (upload,) = pod["containers"]
-    for container in (dump, upload):
+    for container in (conninfo, dump, upload):
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    # The password reaches pg_dump in a service file on a memory volume, never in its
+    # arguments (where `ps` on the node would show it).
+    assert conninfo["image"] == p.spec.api.image
+    service_file = conninfo["command"][-1]
+    assert conninfo["command"] == ["fraudpipe-api", "pg-service", "--out", service_file]
+    conninfo_env = {e["name"]: e for e in conninfo["env"]}
+    assert "secretKeyRef" in conninfo_env["POSTGRES_PASSWORD"]["valueFrom"]
+    (memory,) = [v for v in pod["volumes"] if v.get("emptyDir", {}).get("medium") == "Memory"]
+    assert {"name": memory["name"], "mountPath": "/conninfo", "readOnly": True} in dump[
+        "volumeMounts"
+    ]
     # pg_dump of the managed server's own version, in its compressed custom format.
     assert dump["image"] == p.spec.postgres.managed.image
     assert dump["command"][:3] == ["pg_dump", "--format=custom", "--compress=6"]
-    assert "--dbname=$(DATABASE_URL)" in dump["command"]
+    assert not any("DATABASE_URL" in a or "PASSWORD" in a for a in dump["command"])
     dump_env = {e["name"]: e for e in dump["env"]}
-    assert "secretKeyRef" in dump_env["POSTGRES_PASSWORD"]["valueFrom"]
-    assert "AWS_SECRET_ACCESS_KEY" not in dump_env  # each step sees only its own credentials
+    assert dump_env["PGSERVICEFILE"]["value"] == service_file
+    assert {"PGSERVICEFILE", "PGSERVICE"} == set(dump_env)  # no credentials of its own
     # The upload reads the file the dump wrote, through the volume they share.
     dump_file = next(a for a in dump["command"] if a.startswith("--file=")).split("=", 1)[1]
     assert upload["command"] == ["fraudpipe-api", "backup", "upload", dump_file]
@@ -684,9 +695,9 @@ def test_backups_of_an_external_database_read_its_url_with_the_pg_dump_image_giv
             }
         )
     )
-    (dump,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["initContainers"]
+    conninfo, dump = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["initContainers"]
     assert dump["image"] == "postgres:17.2"
-    env = {e["name"]: e for e in dump["env"]}
+    env = {e["name"]: e for e in conninfo["env"]}
     assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "pg", "key": "url"}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fraudpipe_operator.conditions import ConditionType, Reason
+from fraudpipe_operator.kube import KubeError
 from fraudpipe_operator.reconcile import (
     job_observation,
     remove_turned_off,
@@ -66,6 +67,8 @@ class Children:
         self.objects = objects
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        if name.endswith("-forbidden"):
+            raise KubeError(403, f"{kind} {name} is forbidden")
         return self.objects.get(f"{kind}/{namespace}/{name}")
 
     async def delete(self, kind: str, namespace: str, name: str) -> bool:
@@ -84,10 +87,13 @@ async def test_a_scheduled_job_turned_off_is_deleted_only_when_this_pipeline_own
         }
     )
     turned_off = [
+        ("Deployment", "payments-forbidden"),  # an error, and the others are still tried
         ("CronJob", "payments-retention"),
         ("CronJob", "payments-report"),
         ("CronJob", "payments-never-created"),
     ]
-    deleted = await remove_turned_off(kube, pipeline(), turned_off)  # type: ignore[arg-type]
-    assert deleted == ["CronJob/payments-retention"]
+    errors = await remove_turned_off(kube, pipeline(), turned_off)  # type: ignore[arg-type]
+    assert errors == [
+        "Deployment/payments-forbidden: HTTP 403: Deployment payments-forbidden is forbidden"
+    ]
     assert list(kube.objects) == ["CronJob/fraud/payments-report"]

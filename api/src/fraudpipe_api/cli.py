@@ -75,11 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     download.add_argument(
         "--backup", help="its name as `backup list` shows it (default: the newest)"
     )
+    service = commands.add_parser(
+        "pg-service", help="write DATABASE_URL as a libpq service file (for pg_dump)"
+    )
+    service.add_argument("--out", type=Path, required=True, help="the file to write (0600)")
     args = parser.parse_args(argv)
     if args.command == "notify":
         return _notify()
     if args.command == "archive":
         return _archive()
+    if args.command == "pg-service":
+        return _pg_service(args.out)
     if args.command == "backup":
         return _backup(
             args.action, getattr(args, "file", None) or getattr(args, "out", None),
@@ -162,6 +168,16 @@ def _archive() -> int:
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(run(settings, kafka, TopicSettings(), s3))
     return 0
+
+
+def _pg_service(out: Path) -> int:
+    from fraudpipe_api.pgservice import ServiceFileError, main
+
+    try:
+        return main(out)
+    except (ServiceFileError, OSError) as exc:
+        print(f"fraudpipe-api pg-service: {exc}", file=sys.stderr)
+        return 2
 
 
 def _backup(action: str, path: Path | None, name: str | None) -> int:

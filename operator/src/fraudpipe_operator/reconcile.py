@@ -110,15 +110,18 @@ async def remove_turned_off(
     kube: Kube, pipeline: FraudPipeline, children: list[tuple[str, str]]
 ) -> list[str]:
     """Deletes the children of parts turned off, if this pipeline owns them (an object of the
-    same name that someone else made is not ours to delete); returns the names deleted."""
-    deleted = []
+    same name that someone else made is not ours to delete); returns the errors, one per child
+    that could not be checked or deleted (the others are still tried)."""
+    errors = []
     for kind, name in children:
-        found = await kube.get(kind, pipeline.namespace, name)
-        owners = (found or {}).get("metadata", {}).get("ownerReferences", [])
-        if any(owner.get("uid") == pipeline.uid for owner in owners):
-            await kube.delete(kind, pipeline.namespace, name)
-            deleted.append(f"{kind}/{name}")
-    return deleted
+        try:
+            found = await kube.get(kind, pipeline.namespace, name)
+            owners = (found or {}).get("metadata", {}).get("ownerReferences", [])
+            if any(owner.get("uid") == pipeline.uid for owner in owners):
+                await kube.delete(kind, pipeline.namespace, name)
+        except KubeError as error:
+            errors.append(f"{kind}/{name}: {error}")
+    return errors
 
 
 # -- the reconcile ---------------------------------------------------------------------------
@@ -194,10 +197,6 @@ class Reconciler:
             except KubeError as error:
                 errors.append(str(error))
             deployed = await apply_all(plan.workloads)
-            try:
-                await remove_turned_off(self.kube, pipeline, plan.turned_off)
-            except KubeError as error:
-                errors.append(str(error))
             for kind, name in workloads.items():
                 observations.append(workload_observation(kind, deployed.get(f"Deployment/{name}")))
             scorer = deployed.get(f"Deployment/{workloads[C.SCORER_READY]}") or {}
@@ -209,6 +208,9 @@ class Reconciler:
                         kind, False, R.WAITING_FOR_DEPENDENCIES, "waits for the migrations Job"
                     )
                 )
+        # Whatever the migrations do: a part turned off (say retention, to hold data) must stop
+        # at once, not once a new image's migrations Job has run.
+        errors += await remove_turned_off(self.kube, pipeline, plan.turned_off)
 
         try:
             observations.append(await self.autoscaler.reconcile_engine(pipeline))

@@ -86,6 +86,13 @@ def kafka_env(pipeline: FraudPipeline) -> list[dict[str, Any]]:
             value("TRANSACTIONS_FORMAT", "avro"),
             value("SCHEMA_REGISTRY_URL", schema_registry_url(pipeline)),
         ]
+        registry = pipeline.spec.kafka.schema_registry
+        if registry is not None and registry.credentials_secret_ref is not None:
+            ref = registry.credentials_secret_ref
+            env += [
+                from_secret("SCHEMA_REGISTRY_USERNAME", ref.name, ref.username_key),
+                from_secret("SCHEMA_REGISTRY_PASSWORD", ref.name, ref.password_key),
+            ]
     external = pipeline.spec.kafka.external
     if pipeline.spec.kafka.mode == "external" and external is not None:
         if external.sasl is not None:

@@ -27,6 +27,8 @@ from fraudpipe_operator.models.v1alpha1 import ObjectStore
 BACKUPS_PATH = ("backups", "postgres")
 DUMP_DIR = "/backup"
 DUMP_FILE = f"{DUMP_DIR}/fraudpipe.dump"
+CONNINFO_DIR = "/conninfo"
+SERVICE_FILE = f"{CONNINFO_DIR}/pg_service.conf"
 # At SIGTERM the archiver writes every window it buffers before it leaves. Cut short, nothing is
 # lost or repeated (the records are read again and what was written is found: decision 88), but
 # the work is done twice; this leaves a slow store time to take the last uploads.
@@ -88,22 +90,29 @@ def build_backup_cronjob(pipeline: FraudPipeline) -> dict[str, Any]:
     backup = pipeline.spec.backup
     store = object_store(pipeline)
     dump_volume = {"name": "dump", "emptyDir": {}}
+    # The connection, password included, as a libpq service file on a memory-backed volume:
+    # in pg_dump's arguments it would show in `ps` on the node.
+    conninfo_volume = {"name": "conninfo", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
+    conninfo = {
+        "name": "conninfo",
+        "image": pipeline.spec.api.image,
+        "command": ["fraudpipe-api", "pg-service", "--out", SERVICE_FILE],
+        "env": [*postgres_env(pipeline)],
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "conninfo", "mountPath": CONNINFO_DIR}],
+    }
     dump = {
         "name": "dump",
         "image": backup_image(pipeline),
-        # The URL reaches pg_dump's arguments through Kubernetes' $(VAR) expansion, never the
-        # pod spec; containers do not share a process namespace, so only this one sees it.
-        "command": [
-            "pg_dump",
-            "--format=custom",
-            "--compress=6",
-            f"--file={DUMP_FILE}",
-            "--dbname=$(DATABASE_URL)",
-        ],
-        "env": [*postgres_env(pipeline)],
+        "command": ["pg_dump", "--format=custom", "--compress=6", f"--file={DUMP_FILE}"],
+        "env": [value("PGSERVICEFILE", SERVICE_FILE), value("PGSERVICE", "fraudpipe")],
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
         "securityContext": container_security(),
-        "volumeMounts": [{"name": "dump", "mountPath": DUMP_DIR}],
+        "volumeMounts": [
+            {"name": "dump", "mountPath": DUMP_DIR},
+            {"name": "conninfo", "mountPath": CONNINFO_DIR, "readOnly": True},
+        ],
     }
     upload = {
         "name": "upload",
@@ -121,5 +130,10 @@ def build_backup_cronjob(pipeline: FraudPipeline) -> dict[str, Any]:
         "volumeMounts": [{"name": "dump", "mountPath": DUMP_DIR, "readOnly": True}],
     }
     return cronjob(
-        pipeline, "backup", backup.schedule, upload, init_containers=[dump], volumes=[dump_volume]
+        pipeline,
+        "backup",
+        backup.schedule,
+        upload,
+        init_containers=[conninfo, dump],
+        volumes=[dump_volume, conninfo_volume],
     )

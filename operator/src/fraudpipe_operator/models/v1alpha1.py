@@ -258,13 +258,33 @@ class Topics(Model):
     )
 
 
+class RegistryCredentialsRef(Model):
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=K8S_NAME_PATTERN,
+        description="Name of a Secret in the pipeline's namespace with the registry's HTTP "
+        "Basic credentials.",
+    )
+    username_key: str = Field(
+        default="username", min_length=1, max_length=253, description="Key of the user name."
+    )
+    password_key: str = Field(
+        default="password", min_length=1, max_length=253, description="Key of the password."
+    )
+
+
 class SchemaRegistry(Model):
     url: str = Field(
         min_length=1,
         max_length=512,
-        pattern=r"^https?://[^\s]+$",
+        # No user:password@: a URL is logged and shown in DLQ details; credentials go below.
+        pattern=r"^https?://[^\s/@]+(/[^\s@]*)?$",
         description="Confluent-compatible schema registry, e.g. http://registry:8081 or "
-        "Apicurio's http://apicurio:8080/apis/ccompat/v7.",
+        "Apicurio's http://apicurio:8080/apis/ccompat/v7 (no credentials in it).",
+    )
+    credentials_secret_ref: RegistryCredentialsRef | None = Field(
+        default=None, description="HTTP Basic credentials, when the registry needs them."
     )
 
 
@@ -791,7 +811,7 @@ class ObjectStore(Model):
     endpoint: str | None = Field(
         default=None,
         max_length=512,
-        pattern=r"^https?://[^/\s]+/?$",
+        pattern=r"^https?://[^/\s@]+/?$",  # credentials go in credentialsSecretRef
         description="http(s)://host[:port] of an S3-compatible server (MinIO, Ceph RGW, "
         "SeaweedFS, versitygw, …); absent: AWS S3.",
     )

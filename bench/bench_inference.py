@@ -9,6 +9,8 @@ warm-up, it times:
   single row   one transaction per call (latency: median and p99)
   batch 500    the scorer's default micro-batch
   batch 10000  bulk scoring (throughput)
+and, for batches of 1, 10 and 100 rows, exact TreeSHAP explanations (fraudpipe_common.explain)
+against onnxruntime scoring the same rows.
 Both runtimes get the same float32 rows and the same thread budget (onnxruntime intra-op
 threads, and scikit-learn's OpenMP pool via threadpoolctl). Prints a Markdown table.
 """
@@ -26,13 +28,17 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from fraudpipe_common.explain import TreeExplainer
+from fraudpipe_common.features import FEATURE_NAMES
 from fraudpipe_model.dataset import DatasetSpec, load_dataset
+from fraudpipe_model.explainer import export_explainer
 from fraudpipe_model.export import export_onnx
 from fraudpipe_model.families import FAMILIES, fit, sklearn_scores
 from fraudpipe_model.runtime import PARITY_TOLERANCE, OnnxModel, max_abs_diff
 
 CACHE = Path(os.environ.get("FRAUDPIPE_CACHE", Path.home() / ".cache" / "fraudpipe")) / "datasets"
 BATCHES = (1, 500, 10_000)
+EXPLAIN_BATCHES = (1, 10, 100)
 
 
 def timed_calls(call: Callable[[], object], min_seconds: float, min_calls: int) -> list[float]:
@@ -99,6 +105,20 @@ def main() -> None:
             for batch in BATCHES:
                 for runtime, score in runtimes.items():
                     call = sliding_batches(score, rows, batch)
+                    samples = timed_calls(call, args.seconds, min_calls=5)
+                    median, p99, rate = describe(samples, batch)
+                    print(f"| {family} | {runtime} | {batch} | {median} | {p99} | {rate} |")
+                    sys.stdout.flush()
+            # Explanations (the scorer explains its FLAG/BLOCK rows only), against scoring the
+            # same rows: what an explained row costs beside a scored one.
+            explainer = TreeExplainer.from_json(export_explainer(estimator, FEATURE_NAMES))
+            explainer.check_against(rows[:500], onnx_model.scores(rows[:500]))
+            for batch in EXPLAIN_BATCHES:
+                for runtime, work in (
+                    ("onnxruntime", onnx_model.scores),
+                    ("TreeSHAP explain", explainer.explain),
+                ):
+                    call = sliding_batches(work, rows, batch)
                     samples = timed_calls(call, args.seconds, min_calls=5)
                     median, p99, rate = describe(samples, batch)
                     print(f"| {family} | {runtime} | {batch} | {median} | {p99} | {rate} |")

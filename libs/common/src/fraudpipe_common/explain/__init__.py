@@ -15,10 +15,9 @@ from fraudpipe_common.explain.trees import (
     ExplainerFile,
     ExplainerFormatError,
     Link,
-    PathTable,
     path_tables,
 )
-from fraudpipe_common.explain.treeshap import contributions
+from fraudpipe_common.explain.treeshap import CompiledTable, compile_tables, contributions
 
 # How many features an explanation names, and how many of those (the ones that raised the
 # risk most) also become reason codes.
@@ -44,7 +43,7 @@ class TreeExplainer:
     link: Link
     base_offset: float
     expected_margin: float
-    tables: list[PathTable]
+    tables: list[CompiledTable]
 
     @classmethod
     def from_json(cls, data: bytes) -> TreeExplainer:
@@ -53,7 +52,13 @@ class TreeExplainer:
     @classmethod
     def from_file(cls, file: ExplainerFile) -> TreeExplainer:
         tables, expected = path_tables(file.trees)
-        return cls(file.features, file.link, file.base_offset, file.base_offset + expected, tables)
+        return cls(
+            file.features,
+            file.link,
+            file.base_offset,
+            file.base_offset + expected,
+            compile_tables(tables),
+        )
 
     @property
     def risk_sign(self) -> float:

@@ -105,7 +105,8 @@ class ExplainerFile(BaseModel):
 
 @dataclass(frozen=True)
 class PathTable:
-    """Every leaf whose path splits on exactly `width` distinct features, one row per leaf.
+    """Leaves whose paths split on at most `width` distinct features, one row per leaf (padded
+    to `width` with neutral entries, see `path_tables`).
     A feature split on several times along a path is one entry: the row satisfies it when it
     satisfies all of them (lo < x <= hi, or NaN where every such split sends NaN its way), and
     its zero fraction is the product of the covers' ratios along those splits."""
@@ -122,9 +123,7 @@ class PathTable:
 def path_tables(trees: list[Tree]) -> tuple[list[PathTable], float]:
     """The leaves grouped by path width, and the trees' expected output (each leaf's value
     weighted by the share of training rows that reached it)."""
-    rows: dict[
-        int, list[tuple[list[int], list[float], list[float], list[bool], list[float], float]]
-    ] = {}
+    rows: dict[int, list[Entry]] = {}
     expected = 0.0
     for tree in trees:
         stack: list[tuple[int, dict[int, tuple[float, float, bool, float]]]] = [(0, {})]
@@ -171,8 +170,17 @@ def path_tables(trees: list[Tree]) -> tuple[list[PathTable], float]:
                     },
                 )
             )
+    # Leaves of widths 2k-1 and 2k share one table, padded with neutral entries (always
+    # satisfied, zero fraction 1: their factor is 1 whatever the coalition, and their share 0),
+    # which leaves every Shapley value as it was (a dummy player changes nothing): half as many
+    # tables, so half as many array operations, and no extra quadrature node for any leaf.
+    padded: dict[int, list[Entry]] = {}
+    for width, entries in rows.items():
+        # Even widths: the quadrature needs ceil(width / 2) nodes, the same for both.
+        bucket = width + width % 2
+        padded.setdefault(bucket, []).extend(_pad(e, bucket) for e in entries)
     tables = []
-    for width, entries in sorted(rows.items()):
+    for width, entries in sorted(padded.items()):
         columns = list(zip(*entries, strict=True))
         tables.append(
             PathTable(
@@ -186,6 +194,22 @@ def path_tables(trees: list[Tree]) -> tuple[list[PathTable], float]:
             )
         )
     return tables, expected
+
+
+Entry = tuple[list[int], list[float], list[float], list[bool], list[float], float]
+
+
+def _pad(entry: Entry, width: int) -> Entry:
+    features, lower, upper, nan_ok, zero, value = entry
+    missing = width - len(features)
+    return (
+        features + [0] * missing,
+        lower + [-math.inf] * missing,
+        upper + [math.inf] * missing,
+        nan_ok + [True] * missing,
+        zero + [1.0] * missing,
+        value,
+    )
 
 
 def _as_float32(threshold: float) -> float:

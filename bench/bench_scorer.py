@@ -96,9 +96,14 @@ def migrate(url: str) -> None:
     )
 
 
-def metric(port: int, name: str) -> float:
+def scrape(port: int) -> str:
+    """The scorer's /metrics page."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        body = r.read().decode()
+        return str(r.read().decode())
+
+
+def metric(port: int, name: str) -> float:
+    body = scrape(port)
     total = 0.0
     for line in body.splitlines():
         head, _, value = line.rpartition(" ")
@@ -109,8 +114,7 @@ def metric(port: int, name: str) -> float:
 
 def alert_count(port: int) -> float:
     """FLAG and BLOCK decisions, every model and track together."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        body = r.read().decode()
+    body = scrape(port)
     return sum(
         float(line.rpartition(" ")[2])
         for line in body.splitlines()
@@ -122,8 +126,7 @@ def alert_count(port: int) -> float:
 
 def stage_means_ms(port: int) -> dict[str, float]:
     """Mean duration of each stage per batch, from the scorer's own histograms."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        body = r.read().decode()
+    body = scrape(port)
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
     for line in body.splitlines():
@@ -138,8 +141,7 @@ def stage_means_ms(port: int) -> dict[str, float]:
 def stage_p99_ms(port: int) -> dict[str, float]:
     """Upper bound of each stage's 99th percentile per batch (the histogram bucket it falls
     in): the tail of the end-to-end latency is made of these, not of the means."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        body = r.read().decode()
+    body = scrape(port)
     buckets: dict[str, list[tuple[float, float]]] = {}
     head = "fraudpipe_scorer_stage_duration_seconds_bucket{"
     for line in body.splitlines():

@@ -15,15 +15,15 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
-from pydantic import SecretStr
 
 from fraudpipe_api.archive import Archiver
 from fraudpipe_common.archive.layout import ArchiveLocation, DatasetName
-from fraudpipe_common.archive.store import ArchiveStore, S3Settings
+from fraudpipe_common.archive.store import ArchiveStore
 from fraudpipe_common.archive.tables import feature_column
 from fraudpipe_common.contracts.decisions import Decision, Reason, Track, Verdict
 from fraudpipe_common.contracts.labels import Label
 from fraudpipe_common.features import FEATURE_NAMES
+from fraudpipe_testing.stack.services.s3 import s3_settings
 
 from .harness import API, DIGEST
 
@@ -46,13 +46,7 @@ def decision(i: int, decided: dt.datetime) -> Decision:
 
 
 def store_of(uri: str, s3_env: dict[str, str]) -> ArchiveStore:
-    settings = S3Settings(
-        endpoint_url=s3_env["AWS_ENDPOINT_URL"],
-        region=s3_env["AWS_REGION"],
-        access_key_id=s3_env["AWS_ACCESS_KEY_ID"],
-        secret_access_key=SecretStr(s3_env["AWS_SECRET_ACCESS_KEY"]),
-    )
-    return ArchiveStore(ArchiveLocation.parse(uri), settings.filesystem())
+    return ArchiveStore(ArchiveLocation.parse(uri), s3_settings(s3_env).filesystem())
 
 
 def object_names(store: ArchiveStore, dataset: DatasetName) -> list[str]:

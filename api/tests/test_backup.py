@@ -13,7 +13,6 @@ from typing import BinaryIO
 import asyncpg
 import orjson
 import pytest
-from pydantic import SecretStr
 
 from fraudpipe_api.backup import (
     BackupStore,
@@ -24,7 +23,7 @@ from fraudpipe_api.backup import (
 )
 from fraudpipe_api.pgservice import ServiceFileError, service_file
 from fraudpipe_common.archive.layout import ArchiveLocation
-from fraudpipe_common.archive.store import S3Settings
+from fraudpipe_testing.stack.services.s3 import s3_settings
 
 from .harness import API, alert_row, insert_alerts, migrate, run
 
@@ -39,13 +38,7 @@ def at(days: int) -> dt.datetime:
 
 
 def store_of(uri: str, s3_env: dict[str, str], name: str = "payments") -> BackupStore:
-    settings = S3Settings(
-        endpoint_url=s3_env["AWS_ENDPOINT_URL"],
-        region=s3_env["AWS_REGION"],
-        access_key_id=s3_env["AWS_ACCESS_KEY_ID"],
-        secret_access_key=SecretStr(s3_env["AWS_SECRET_ACCESS_KEY"]),
-    )
-    return BackupStore(ArchiveLocation.parse(uri), name, settings.filesystem())
+    return BackupStore(ArchiveLocation.parse(uri), name, s3_settings(s3_env).filesystem())
 
 
 def dump_file(tmp_path: Path, name: str, content: bytes = FAKE_DUMP) -> Path:

@@ -24,18 +24,18 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import signal
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
 import pyarrow as pa
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fraudpipe_api.workers import committed_reader, stop_on_signals
 from fraudpipe_common.archive.layout import ArchiveLocation, DatasetName, split_runs
 from fraudpipe_common.archive.store import ArchiveStore, S3Settings
 from fraudpipe_common.archive.tables import (
@@ -225,19 +225,10 @@ async def run(
     if settings.labels:
         datasets[topics.labels_topic] = DatasetName.LABELS
     archiver = Archiver(store, datasets, settings.max_records, settings.max_wait_s)
-    consumer = AIOKafkaConsumer(
-        group_id=settings.consumer_group,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        auto_offset_reset=settings.start_from,
-        **kafka.aiokafka(),
-    )
+    consumer = committed_reader(kafka, settings.consumer_group, settings.start_from)
     writing = asyncio.Lock()
     consumer.subscribe(list(datasets), listener=_Handover(archiver, writing))
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+    stopping = stop_on_signals()
     retries: dict[TopicPartition, _Retry] = {}
 
     async def write(everything: bool) -> None:

@@ -25,18 +25,17 @@ import collections
 import contextlib
 import logging
 import math
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httpx
-from aiokafka import AIOKafkaConsumer
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fraudpipe_api.metrics import NotifyMetrics
+from fraudpipe_api.workers import committed_reader, stop_on_signals
 from fraudpipe_common.contracts.decisions import Decision, Track, Verdict
 from fraudpipe_common.kafka import KafkaSettings, TopicSettings
 
@@ -267,18 +266,10 @@ async def run(settings: NotifySettings, kafka: KafkaSettings, topics: TopicSetti
     metrics = NotifyMetrics()
     if settings.metrics_port:
         metrics.serve(settings.metrics_port, settings.metrics_host)
-    consumer = AIOKafkaConsumer(
-        topics.decisions_topic,
-        group_id=settings.consumer_group,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        auto_offset_reset=settings.start_from,
-        **kafka.aiokafka(),
+    consumer = committed_reader(
+        kafka, settings.consumer_group, settings.start_from, topics.decisions_topic
     )
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+    stopping = stop_on_signals()
     async with httpx.AsyncClient(timeout=settings.timeout_s) as client:
         webhook = Webhook(
             settings.webhook_url,

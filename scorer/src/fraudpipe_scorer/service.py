@@ -531,7 +531,8 @@ class Scorer:
         previous, self._pending = self._pending, None
         stateful = await previous.features if previous is not None else None
         if records:
-            await self._retry("schema_registry", lambda: parts.scorer.prepare(records))
+            if parts.scorer.avro is not None:  # a JSON batch has nothing to fetch
+                await self._retry("schema_registry", lambda: parts.scorer.prepare(records))
             batch = parts.scorer.decode(records)
             self._uncommitted.append(batch)
             self.metrics.batch_size.observe(len(records))

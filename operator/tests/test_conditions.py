@@ -40,6 +40,21 @@ def test_ready_needs_every_component_except_monitoring() -> None:
     ]
 
 
+def test_an_archive_behind_or_a_failed_backup_keeps_the_pipeline_ready_not_degraded() -> None:
+    """They inform (condition, Event, alert): decisions flow, and Kafka keeps what the archive
+    has not read yet."""
+    phase, summary = summarize(
+        [
+            Observation(C.SCORER_READY, True, R.REPLICAS_READY, ""),
+            Observation(C.ARCHIVE_READY, False, R.REPLICAS_NOT_READY, "0/1 replicas ready"),
+            Observation(C.NOTIFY_READY, False, R.REPLICAS_NOT_READY, "0/1 replicas ready"),
+            Observation(C.SCHEDULED_JOBS_SUCCEEDING, False, R.SCHEDULED_RUN_FAILED, "backup"),
+        ]
+    )
+    assert phase == "Ready"
+    assert [o.ok for o in summary] == [True, False, False]
+
+
 def test_an_impossible_change_is_degraded_with_its_reason() -> None:
     phase, summary = summarize(
         [Observation(C.TOPICS_READY, False, R.PARTITIONS_CANNOT_SHRINK, "6 > 3")]

@@ -37,6 +37,7 @@ UNITLESS = {
     "fraudpipe_scorer_shadow_mode",
     "fraudpipe_scorer_model_score",
     "fraudpipe_operator_pipeline_ready",
+    "fraudpipe_operator_scheduled_job_failed",  # a 0/1 state, like pipeline_ready
 }
 LATENCY_TARGET_S = 0.05
 

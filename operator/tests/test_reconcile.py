@@ -9,6 +9,8 @@ from fraudpipe_operator.kube import KubeError
 from fraudpipe_operator.reconcile import (
     job_observation,
     remove_turned_off,
+    scheduled_jobs_observation,
+    scheduled_run,
     short_model,
     workload_observation,
     workload_ready,
@@ -53,6 +55,50 @@ def test_migration_job_states() -> None:
     failed = job_observation(job)
     assert failed.reason is Reason.MIGRATIONS_FAILED
     assert "limit" in failed.message
+
+
+def cronjob(**status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "p-backup"}, "status": status}
+
+
+def test_a_scheduled_run_failed_only_once_out_of_retries_with_no_success_since() -> None:
+    never = scheduled_run("backup", cronjob())
+    assert not never.failed  # not due yet
+    running = scheduled_run("backup", cronjob(lastScheduleTime="2026-12-05T02:00:00Z", active=[{}]))
+    assert not running.failed  # a run still retrying is active
+    done = scheduled_run(
+        "backup",
+        cronjob(lastScheduleTime="2026-12-05T02:00:00Z", lastSuccessfulTime="2026-12-05T02:00:41Z"),
+    )
+    assert not done.failed  # the controller writes a success's completion, after its schedule
+    failed = scheduled_run(
+        "backup",
+        cronjob(lastScheduleTime="2026-12-05T02:00:00Z", lastSuccessfulTime="2026-12-04T02:00:37Z"),
+    )
+    assert failed.failed
+    assert scheduled_run("report", cronjob(lastScheduleTime="2026-12-05T00:15:00Z")).failed
+
+
+def test_scheduled_jobs_condition_names_each_failed_run_and_is_absent_without_cronjobs() -> None:
+    assert scheduled_jobs_observation([]) == []
+    ok = scheduled_run("retention", cronjob(lastScheduleTime="2026-12-05T01:30:00Z", active=[{}]))
+    failed = scheduled_run(
+        "backup",
+        cronjob(lastScheduleTime="2026-12-05T02:00:00Z", lastSuccessfulTime="2026-12-04T02:00:37Z"),
+    )
+    (healthy,) = scheduled_jobs_observation([ok])
+    assert (healthy.type, healthy.ok, healthy.reason) == (
+        ConditionType.SCHEDULED_JOBS_SUCCEEDING,
+        True,
+        Reason.LAST_RUNS_SUCCEEDED,
+    )
+    (unhealthy,) = scheduled_jobs_observation([ok, failed])
+    assert (unhealthy.ok, unhealthy.reason) == (False, Reason.SCHEDULED_RUN_FAILED)
+    assert unhealthy.message.startswith(
+        "backup: the run scheduled at 2026-12-05T02:00:00Z failed (last success "
+        "2026-12-04T02:00:37Z)"
+    ), unhealthy.message
+    assert "retention" not in unhealthy.message
 
 
 def test_model_column_is_repository_and_short_digest() -> None:

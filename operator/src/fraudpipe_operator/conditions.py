@@ -23,6 +23,9 @@ class ConditionType(StrEnum):
     SCORER_READY = "ScorerReady"
     API_READY = "ApiReady"
     PRODUCER_READY = "ProducerReady"
+    ARCHIVE_READY = "ArchiveReady"
+    NOTIFY_READY = "NotifyReady"
+    SCHEDULED_JOBS_SUCCEEDING = "ScheduledJobsSucceeding"
     MONITORING_READY = "MonitoringReady"
     AUTOSCALING_READY = "AutoscalingReady"
     CANARY_HEALTHY = "CanaryHealthy"
@@ -60,6 +63,9 @@ class Reason(StrEnum):
     KEDA_ENGINE = "KedaEngine"
     KEDA_MISSING = "KedaCRDsMissing"
     MAX_REPLICAS_ABOVE_PARTITIONS = "MaxReplicasAbovePartitions"
+    # scheduled jobs (report, retention, backup)
+    LAST_RUNS_SUCCEEDED = "LastRunsSucceeded"
+    SCHEDULED_RUN_FAILED = "ScheduledRunFailed"
     # canary (docs/canary.md)
     CANARY_PROGRESSING = "CanaryProgressing"
     CANARY_PROMOTED = "CanaryPromoted"
@@ -81,11 +87,15 @@ IMPOSSIBLE_CHANGE_REASONS = {
 
 
 # Conditions that inform without holding the pipeline back from Ready: the pipeline runs without
-# the Prometheus Operator, and with a capped or fallback autoscaler.
+# the Prometheus Operator, with a capped or fallback autoscaler, and decides whether or not its
+# archive, notifications and scheduled jobs keep up (Kafka holds what they have not read yet).
 INFORMATIVE = {
     ConditionType.MONITORING_READY,
     ConditionType.AUTOSCALING_READY,
     ConditionType.CANARY_HEALTHY,  # the stable model serves whatever the candidate does
+    ConditionType.ARCHIVE_READY,
+    ConditionType.NOTIFY_READY,
+    ConditionType.SCHEDULED_JOBS_SUCCEEDING,
 }
 # Informative conditions whose False is a Warning from the first time it is seen: the spec asks
 # for something the cluster or the topic cannot give.

@@ -96,7 +96,31 @@ async def _reconcile(trigger: str, body: kopf.Body, memo: kopf.Memo, logger: kop
     metrics.PIPELINE_READY.labels(pipeline.namespace, pipeline.name).set(
         1 if outcome.phase == "Ready" else 0
     )
+    report_scheduled_runs(pipeline, outcome)
     return outcome.phase
+
+
+def report_scheduled_runs(pipeline: FraudPipeline, outcome: Outcome) -> None:
+    """The scheduled jobs' gauges. A job turned off has none; one not observed this time (its
+    CronJob waits for a migrations Job) keeps what was last seen."""
+    runs = {run.component: run for run in outcome.scheduled_runs}
+    spec = pipeline.spec
+    enabled = {
+        "report": spec.report.enabled,
+        "retention": spec.retention.enabled,
+        "backup": spec.backup.enabled,
+    }
+    for job, on in enabled.items():
+        labels = (pipeline.namespace, pipeline.name, job)
+        run = runs.get(job)
+        if run is None:
+            if not on:
+                metrics.SCHEDULED_JOB_FAILED.remove(*labels)
+                metrics.SCHEDULED_JOB_LAST_SUCCESS.remove(*labels)
+            continue
+        metrics.SCHEDULED_JOB_FAILED.labels(*labels).set(1 if run.failed else 0)
+        if run.last_succeeded is not None:
+            metrics.SCHEDULED_JOB_LAST_SUCCESS.labels(*labels).set(run.last_succeeded.timestamp())
 
 
 async def write_status(

@@ -30,3 +30,15 @@ PIPELINE_READY = Gauge(
     "1 when the FraudPipeline is Ready, 0 otherwise (set after each reconcile).",
     ["pipeline_namespace", "pipeline"],
 )
+SCHEDULED_JOB_FAILED = Gauge(
+    "fraudpipe_operator_scheduled_job_failed",
+    "1 when the last scheduled run of one of the pipeline's CronJobs (report, retention, "
+    "backup) failed, 0 otherwise (set after each reconcile).",
+    ["pipeline_namespace", "pipeline", "scheduled_job"],
+)
+SCHEDULED_JOB_LAST_SUCCESS = Gauge(
+    "fraudpipe_operator_scheduled_job_last_success_timestamp_seconds",
+    "Unix time at which the last successful run of one of the pipeline's CronJobs completed "
+    "(absent until one has).",
+    ["pipeline_namespace", "pipeline", "scheduled_job"],
+)

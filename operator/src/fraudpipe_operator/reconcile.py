@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fraudpipe_operator import builders
@@ -42,6 +43,25 @@ class Outcome:
     scorer_replicas: int
     scorer_selector: str
     model: str
+    scheduled_runs: list[ScheduledRun] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ScheduledRun:
+    """What one of the pipeline's CronJobs says of its last scheduled run."""
+
+    component: str  # report, retention or backup
+    last_scheduled: dt.datetime | None
+    last_succeeded: dt.datetime | None  # the controller writes a successful run's completion
+    running: bool
+
+    @property
+    def failed(self) -> bool:
+        """A run was scheduled after the last success (or none ever succeeded) and is no longer
+        active: it ran out of retries. A run still retrying is active, not failed."""
+        if self.last_scheduled is None or self.running:
+            return False
+        return self.last_succeeded is None or self.last_succeeded < self.last_scheduled
 
 
 # -- pure observations ----------------------------------------------------------------------
@@ -99,6 +119,46 @@ def canary_observations(canary: CanaryStatus | None) -> list[Observation]:
     }.get(canary.phase, R.CANARY_PROGRESSING)
     ok = reason not in (R.CANARY_FAILED, R.CANDIDATE_INVALID)
     return [Observation(C.CANARY_HEALTHY, ok, reason, canary.message or canary.phase)]
+
+
+def _timestamp(value: Any) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+def scheduled_run(component: str, cronjob: dict[str, Any] | None) -> ScheduledRun:
+    status = (cronjob or {}).get("status") or {}
+    return ScheduledRun(
+        component,
+        _timestamp(status.get("lastScheduleTime")),
+        _timestamp(status.get("lastSuccessfulTime")),
+        bool(status.get("active")),
+    )
+
+
+def scheduled_jobs_observation(runs: list[ScheduledRun]) -> list[Observation]:
+    """ScheduledJobsSucceeding while the pipeline has CronJobs; none without."""
+    if not runs:
+        return []
+    kind = C.SCHEDULED_JOBS_SUCCEEDING
+    failed = [run for run in runs if run.failed]
+    if not failed:
+        names = ", ".join(run.component for run in runs)
+        return [Observation(kind, True, R.LAST_RUNS_SUCCEEDED, f"{names}: no failed run")]
+
+    def said(run: ScheduledRun) -> str:
+        assert run.last_scheduled is not None
+        since = (
+            f"last success {run.last_succeeded:%Y-%m-%dT%H:%M:%SZ}"
+            if run.last_succeeded
+            else "no run has succeeded yet"
+        )
+        return (
+            f"{run.component}: the run scheduled at {run.last_scheduled:%Y-%m-%dT%H:%M:%SZ} "
+            f"failed ({since})"
+        )
+
+    message = "; ".join(said(run) for run in failed) + "; see the logs of its Job's pods"
+    return [Observation(kind, False, R.SCHEDULED_RUN_FAILED, message)]
 
 
 def short_model(ref: str) -> str:
@@ -188,9 +248,15 @@ class Reconciler:
             C.SCORER_READY: child_name(pipeline, "scorer"),
             C.API_READY: child_name(pipeline, "api"),
         }
-        if spec.producer.enabled:
-            workloads[C.PRODUCER_READY] = child_name(pipeline, "producer")
+        for kind, component, enabled in (
+            (C.PRODUCER_READY, "producer", spec.producer.enabled),
+            (C.ARCHIVE_READY, "archive", spec.archive.enabled),
+            (C.NOTIFY_READY, "notify", spec.notify.enabled),
+        ):
+            if enabled:
+                workloads[kind] = child_name(pipeline, component)
         scorer_replicas = 0
+        scheduled: list[ScheduledRun] = []
         if migrated.ok:
             try:
                 await self.autoscaler.take_over_replicas(pipeline)
@@ -201,6 +267,15 @@ class Reconciler:
                 observations.append(workload_observation(kind, deployed.get(f"Deployment/{name}")))
             scorer = deployed.get(f"Deployment/{workloads[C.SCORER_READY]}") or {}
             scorer_replicas = int(scorer.get("status", {}).get("replicas", 0))
+            scheduled = [
+                scheduled_run(
+                    obj["metadata"]["labels"][COMPONENT_LABEL],
+                    deployed.get(f"CronJob/{obj['metadata']['name']}"),
+                )
+                for obj in plan.workloads
+                if obj["kind"] == "CronJob"
+            ]
+            observations += scheduled_jobs_observation(scheduled)
         else:
             for kind in workloads:
                 observations.append(
@@ -231,6 +306,7 @@ class Reconciler:
             scorer_replicas=scorer_replicas,
             scorer_selector=f"{PIPELINE_LABEL}={pipeline.name},{COMPONENT_LABEL}=scorer",
             model=short_model(stable_ref(spec.model, pipeline.status.promoted)),
+            scheduled_runs=scheduled,
         )
 
     async def _current_rollout(self, pipeline: FraudPipeline) -> FraudPipeline:

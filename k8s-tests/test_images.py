@@ -44,7 +44,7 @@ SERVICES = {
     "api": "fraudpipe-api",
     "producer": "fraudpipe-produce",
 }
-STATEFUL = ["kafka", "postgres", "redis", "registry"]
+STATEFUL = ["kafka", "postgres", "redis", "registry", "s3"]
 # The in-cluster end-to-end check of `skaffold verify` (k8s-tests/e2e/Dockerfile).
 E2E = "e2e"
 # The uid each image runs as: the services as the operator's pods expect (APP_UID, the chart),
@@ -56,6 +56,7 @@ EXPECTED_UID = {
     "postgres": 999,
     "redis": 999,
     "registry": 1000,
+    "s3": 1000,
 }
 
 
@@ -316,6 +317,41 @@ def test_registry_serves_the_distribution_api(tmp_path: Path) -> None:
 
         response = wait_for(v2, "registry", registry, 30)
         assert response.headers["docker-distribution-api-version"] == "registry/2.0"
+
+
+@pytest.mark.usefixtures("built_images")
+def test_s3_serves_signed_requests_on_the_buckets_it_was_told_to_make(tmp_path: Path) -> None:
+    import pyarrow.fs as pafs
+    from pydantic import SecretStr
+
+    from fraudpipe_common.archive.store import S3Settings
+
+    port = free_port()
+    access_key, secret_key = "fp" + secrets.token_hex(8), secrets.token_urlsafe(24)
+    env = {
+        "S3_ADDRESS": f"127.0.0.1:{port}",
+        "S3_BUCKETS": "archive backups",
+        "ROOT_ACCESS_KEY_ID": access_key,
+        "ROOT_SECRET_ACCESS_KEY": secret_key,
+    }
+    volumes = [Volume("/data", tmp_path / "s3")]
+    with run_image(image_ref("s3"), tmp_path, env=env, volumes=volumes) as server:
+        url = f"http://127.0.0.1:{port}"
+        unsigned = wait_for(lambda: httpx.get(f"{url}/archive", timeout=2), "s3", server, 30)
+        assert unsigned.status_code == 403  # anonymous requests are refused
+        settings = S3Settings(
+            endpoint_url=url,
+            region="us-east-1",
+            access_key_id=access_key,
+            secret_access_key=SecretStr(secret_key),
+        )
+        filesystem = settings.filesystem()
+        with filesystem.open_output_stream("backups/probe.bin") as out:
+            out.write(b"PGDMP probe")
+        with filesystem.open_input_stream("backups/probe.bin") as stream:
+            assert stream.read() == b"PGDMP probe"
+        # The other bucket exists (made at start) and is empty.
+        assert filesystem.get_file_info(pafs.FileSelector("archive", recursive=True)) == []
 
 
 def test_hack_images_names_each_image_under_localhost_fraudpipe() -> None:

@@ -3,7 +3,8 @@
 # common.sh.
 #
 # Chain:  debian (debootstrap) ─► python (Debian's python3.11) ─► operator scorer api producer e2e
-#                              └► kafka (Maven jars + Debian's JRE), postgres, redis, registry
+#                              └► kafka (Maven jars + Debian's JRE), postgres, redis, registry,
+#                                 s3 (versitygw, built from the Go module proxy)
 # e2e is the in-cluster end-to-end check (k8s-tests/e2e/Dockerfile), for skaffold verify.
 # Each image carries the label io.fraudpipe.content-key: a hash of everything it is built from
 # (its parent's id, its files, its build arguments). A build whose key is unchanged is skipped.
@@ -15,7 +16,7 @@ IMAGE_DEFS="$HACK_DIR/containers"
 CONTENT_KEY_LABEL=io.fraudpipe.content-key
 
 SERVICE_IMAGES=(operator scorer api producer)
-STATEFUL_IMAGES=(kafka postgres redis registry)
+STATEFUL_IMAGES=(kafka postgres redis registry s3)
 ALL_IMAGES=(debian python "${SERVICE_IMAGES[@]}" "${STATEFUL_IMAGES[@]}" e2e)
 
 # What debootstrap puts in the base. Bump BASE_REVISION when the way the rootfs is trimmed
@@ -31,6 +32,7 @@ image_ref() {
     postgres) echo "$IMAGE_REPO/postgres:$IMAGES_POSTGRES_MAJOR" ;;
     redis) echo "$IMAGE_REPO/redis:7.0" ;;
     registry) echo "$IMAGE_REPO/registry:2.8" ;;
+    s3) echo "$IMAGE_REPO/s3:${VERSITYGW_VERSION#v}" ;;
     operator | scorer | api | producer | e2e) echo "$IMAGE_REPO/$1:$IMAGE_TAG" ;;
     *) die "image $1" "look up the image" "use one of: ${ALL_IMAGES[*]}" ;;
   esac
@@ -39,7 +41,7 @@ image_ref() {
 image_parent() {
   case "$1" in
     debian) echo "" ;;
-    python | kafka | postgres | redis | registry) echo debian ;;
+    python | kafka | postgres | redis | registry | s3) echo debian ;;
     *) echo python ;;
   esac
 }
@@ -107,6 +109,7 @@ content_key() {
     build_args "$name"
     hash_paths $(image_sources "$name")
     if [[ $name == kafka ]]; then echo "$KAFKA_VERSION $KAFKA_SCALA_VERSION $LOG4J_VERSION"; fi
+    if [[ $name == s3 ]]; then echo "$VERSITYGW_VERSION"; fi
   } | hash_text
 }
 
@@ -196,6 +199,7 @@ build_image() {
     operator | scorer | api | producer) dockerfile="$REPO_ROOT/$name/Dockerfile" ;;
     e2e) dockerfile="$REPO_ROOT/k8s-tests/e2e/Dockerfile" ;;
     kafka) context="$(kafka_context)"; dockerfile="$context/Dockerfile" ;;
+    s3) context="$(s3_context)"; dockerfile="$context/Dockerfile" ;;
     *) context="$IMAGE_DEFS/$name"; dockerfile="$context/Dockerfile" ;;
   esac
   local args=() a
@@ -210,7 +214,7 @@ build_image() {
   nice buildah bud --quiet --isolation=chroot --layers --pull=never "${args[@]}" \
     --label "$CONTENT_KEY_LABEL=$key" -f "$dockerfile" -t "$ref" "$context" >"$IMAGES_CACHE/build-$name.log" 2>&1 \
     || { tail -n 30 "$IMAGES_CACHE/build-$name.log" >&2; die "image $name" "buildah bud -f ${dockerfile#"$REPO_ROOT/"} (log: $IMAGES_CACHE/build-$name.log)" "read the build log above; a failed package download can be retried"; }
-  if [[ $name == kafka ]]; then rm -rf "$context"; fi
+  if [[ $name == kafka || $name == s3 ]]; then rm -rf "$context"; fi
   # The image this build replaced is untagged now; drop it unless something is built on it, so
   # that an edit-build loop does not fill the disk (the cached build-stage layers stay).
   if [[ -n "$previous" && "$previous" != "$(image_id "$ref")" ]]; then
@@ -227,6 +231,17 @@ kafka_context() {
   ctx="$(mktemp -d "$IMAGES_CACHE/kafka-context.XXXXXX")"
   cp -a "$IMAGE_DEFS/kafka/." "$ctx/"
   cp -al "$home/libs" "$ctx/libs" 2>/dev/null || cp -a "$home/libs" "$ctx/libs"
+  echo "$ctx"
+}
+
+# The S3 server is the binary hack/provision built (pinned by VERSITYGW_VERSION), copied into
+# a scratch context beside the image's own files.
+s3_context() {
+  "$HACK_DIR/provision" s3server >&2
+  local ctx
+  ctx="$(mktemp -d "$IMAGES_CACHE/s3-context.XXXXXX")"
+  cp -a "$IMAGE_DEFS/s3/." "$ctx/"
+  cp -L "$FRAUDPIPE_BIN/versitygw" "$ctx/versitygw"
   echo "$ctx"
 }
 

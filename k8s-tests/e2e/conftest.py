@@ -33,6 +33,12 @@ from e2e_harness import (
     target_from_env,
     trained_model,
 )
+from lifecycle_e2e import (
+    S3,
+    S3Credentials,
+    lifecycle_spec,
+    object_store_objects,
+)
 from operator_harness import (
     EXAMPLES,
     Pipelines,
@@ -143,6 +149,22 @@ def model_ref(target: Target, api_client: client.ApiClient, namespace: str) -> s
 
 
 @pytest.fixture(scope="module")
+def object_store(target: Target, api_client: client.ApiClient, namespace: str) -> S3Credentials:
+    """An S3-compatible server in the namespace, as a user's MinIO would be, with the Secret of
+    its keys: where the pipeline archives and backs up (lifecycle_e2e.py)."""
+    credentials = S3Credentials.generate()
+    for obj in object_store_objects(target, namespace, credentials):
+        utils.create_from_dict(api_client, obj, namespace=namespace)
+
+    def s3_ready() -> bool:
+        status = client.AppsV1Api(api_client).read_namespaced_deployment(S3, namespace).status
+        return (status.ready_replicas or 0) >= 1
+
+    wait_for(s3_ready, "in-cluster S3 server ready", 120)
+    return credentials
+
+
+@pytest.fixture(scope="module")
 def candidates(target: Target, namespace: str, model_ref: str) -> dict[str, str]:
     """The canary scenarios' candidate models (canary_models.py), pushed beside the model."""
     out = toolchain.cache_dir() / "e2e" / f"candidates-{model_inputs_key()}"
@@ -159,12 +181,14 @@ def pipeline(
     target: Target,
     operator_chart: str,
     model_ref: str,
+    object_store: S3Credentials,
     pipelines: Pipelines,
     api_client: client.ApiClient,
 ) -> dict[str, Any]:
-    """The FraudPipeline under test, created once; the last test deletes it. The operator is
-    killed mid-reconcile (its stores created, the rest not yet): the pipeline must still become
-    Ready through the operator's successor."""
+    """The FraudPipeline under test, created once; the last test deletes it. It archives,
+    backs up and expires into the namespace's S3 server. The operator is killed mid-reconcile
+    (its stores created, the rest not yet): the pipeline must still become Ready through the
+    operator's successor."""
     example = yaml.safe_load((EXAMPLES / "local-node.yaml").read_text())
     body = pipeline_body(
         example,
@@ -174,6 +198,7 @@ def pipeline(
         target.redis_image,
         target.postgres_image,
     )
+    body["spec"] |= lifecycle_spec(pipelines.namespace)
     created = pipelines.create(body)
     core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
     wait_for(

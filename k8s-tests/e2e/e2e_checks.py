@@ -48,13 +48,17 @@ def ready(pod: Any) -> bool:
     )
 
 
+def of_a_job(pod: Any) -> bool:
+    return any(owner.kind == "Job" for owner in pod.metadata.owner_references or [])
+
+
 def check_pods_run(pods: list[Any]) -> None:
-    """Broker, Redis, PostgreSQL, scorer, API and producer pods Running and Ready; the
-    migration Job's pod done."""
+    """Broker, Redis, PostgreSQL, scorer, API and producer pods Running and Ready; the pods of
+    Jobs (the migrations, a CronJob's run) done."""
     missing = RUNNING_COMPONENTS - {component(pod) for pod in pods}
     assert not missing, f"no pod of: {', '.join(sorted(missing))}"
     for pod in pods:
-        if component(pod) == "migrations":
+        if of_a_job(pod):
             assert pod.status.phase == "Succeeded", f"{pod.metadata.name}: {pod.status.phase}"
         else:
             assert ready(pod), f"{pod.metadata.name}: {pod.status.phase}, not Ready"

@@ -76,6 +76,7 @@ class Target:
     redis_image: str
     postgres_image: str
     registry_image: str
+    s3_image: str
 
     def image(self, service: str) -> str:
         return f"{self.image_repo}/{service}:{self.image_tag}"
@@ -107,6 +108,7 @@ def target_from_env() -> Target | None:
         redis_image=store("FRAUDPIPE_E2E_REDIS_IMAGE", "redis"),
         postgres_image=store("FRAUDPIPE_E2E_POSTGRES_IMAGE", "postgres"),
         registry_image=env("FRAUDPIPE_E2E_REGISTRY_IMAGE", "") or local_image("registry"),
+        s3_image=env("FRAUDPIPE_E2E_S3_IMAGE", "") or local_image("s3"),
     )
 
 

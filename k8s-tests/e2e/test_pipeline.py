@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import secrets
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -55,9 +57,22 @@ from e2e_harness import (
     report_recovery,
     wait_gone,
 )
+from lifecycle_e2e import (
+    PREFIX,
+    S3,
+    S3_BUCKET,
+    S3_PORT,
+    S3_SECRET,
+    S3Credentials,
+    run_cronjob_now,
+)
 from node_faults import partition, restart_containerd
 from operator_harness import Pipelines, helm, kubectl, wait_for
 
+from fraudpipe_api.backup import BackupStore, check_dump
+from fraudpipe_common.archive.layout import ArchiveLocation, DatasetName
+from fraudpipe_common.archive.store import ArchiveStore
+from fraudpipe_testing import toolchain
 from fraudpipe_testing.schemathesis import run_schemathesis
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(900)]
@@ -622,6 +637,76 @@ def test_generated_requests_to_the_api_in_the_cluster_never_get_a_server_error(
     assert "Traceback" not in read_log(core, namespace, api_pod.metadata.name, "api")
 
 
+def test_decisions_are_archived_once_and_postgres_is_backed_up_and_expired_by_its_jobs(
+    api_client: client.ApiClient,
+    namespace: str,
+    pipeline: dict[str, Any],
+    object_store: S3Credentials,
+    pipelines: Pipelines,
+    target: Target,
+    tmp_path: Path,
+) -> None:
+    """What the pipeline archived, backed up and expired, read back from its S3 server: the
+    archiver's hourly Parquet holds each decision once, even across its pod killed (SIGKILL)
+    with windows still in memory; a backup run (its three containers under the restricted
+    standard) uploads a pg_dump that pg_restore reads; a retention run succeeds."""
+    core = client.CoreV1Api(api_client)
+    batch = client.BatchV1Api(api_client)
+    with port_forward(target, namespace, f"svc/{S3}", S3_PORT) as port:
+        filesystem = object_store.settings(port).filesystem()
+        archive = ArchiveStore(ArchiveLocation.parse(f"s3://{S3_BUCKET}/{PREFIX}"), filesystem)
+
+        def archived() -> list[str]:
+            try:
+                table = archive.read(DatasetName.DECISIONS, columns=["tx_id", "decision"])
+            except FileNotFoundError:
+                return []
+            return [str(tx) for tx in table.column("tx_id").to_pylist()]
+
+        before = wait_for(archived, "decisions in the archive", 180)
+        (archiver,) = [p for p in running_pods(core, namespace) if component(p) == "archive"]
+        core.delete_namespaced_pod(archiver.metadata.name, namespace, grace_period_seconds=0)
+        wait_gone(core, namespace, archiver.metadata.name)
+
+        # At 20 tx/s, 200 more decisions archived: the successor started where it should.
+        def grown() -> list[str] | None:
+            rows = archived()
+            return rows if len(rows) >= len(before) + 200 else None
+
+        after = wait_for(grown, "the archive growing after its pod was killed", 240)
+        assert len(after) == len(set(after)), f"{len(after) - len(set(after))} archived twice"
+        assert set(before) <= set(after)
+        table = archive.read(DatasetName.DECISIONS, columns=["decision", "score"])
+        assert set(table.column("decision").to_pylist()) <= {"APPROVE", "FLAG", "BLOCK"}
+        assert table.column("score").null_count == 0
+
+        run_cronjob_now(target, batch, namespace, f"{PIPELINE}-backup", 240)
+        location = ArchiveLocation.parse(f"s3://{S3_BUCKET}/{PREFIX}/backups/postgres")
+        backups = BackupStore(location, PIPELINE, filesystem)
+        (backup,) = backups.backups()
+        dump = tmp_path / "fraudpipe.dump"
+        backups.download(backup, dump)
+    check_dump(dump)
+    listing = subprocess.run(
+        [str(toolchain.postgres_bin_dir() / "pg_restore"), "--list", str(dump)],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    assert "TABLE public alerts" in listing, listing[-2000:]
+    assert "TABLE DATA public alerts" in listing, listing[-2000:]
+
+    job = run_cronjob_now(target, batch, namespace, f"{PIPELINE}-retention", 180)
+    (run,) = core.list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
+    log = read_log(core, namespace, run.metadata.name, "retention")
+    printed = re.search(r"^\{$", log, re.MULTILINE)  # the summary, indented JSON
+    assert printed, log[-2000:]
+    summary = json.loads(log[printed.start() :])
+    assert (summary["alerts"]["days"], summary["feedback"]["days"]) == (30, 365), summary
+    # The operator watches both: the archiver's Deployment, the CronJobs' last runs.
+    pipelines.wait_condition(PIPELINE, "ArchiveReady", within_s=120)
+    healthy = pipelines.wait_condition(PIPELINE, "ScheduledJobsSucceeding", within_s=30)
+    assert healthy["message"] == "retention, backup: no failed run", healthy
+
+
 def test_generated_passwords_never_leave_their_secrets(
     api_client: client.ApiClient, namespace: str, pipeline: dict[str, Any], target: Target
 ) -> None:
@@ -639,11 +724,22 @@ def test_generated_passwords_never_leave_their_secrets(
         f"{PIPELINE}-postgres-credentials",
     }
     assert all(len(value) >= 32 for value in passwords.values())
+    # The object store's secret key too, which the archiver and the backups hold.
+    s3_keys = core.read_namespaced_secret(S3_SECRET, namespace).data
+    passwords[f"{S3_SECRET}/AWS_SECRET_ACCESS_KEY"] = base64.b64decode(
+        s3_keys["AWS_SECRET_ACCESS_KEY"]
+    ).decode()
 
     readable: dict[str, str] = {}
     for ns in (namespace, RELEASE_NAMESPACE):
         for pod in core.list_namespaced_pod(ns).items:
-            for status in pod.status.container_statuses or []:
+            # Init containers too: the backup's first step writes PostgreSQL's password to a
+            # file for pg_dump, and must print it nowhere.
+            statuses = [
+                *(pod.status.init_container_statuses or []),
+                *(pod.status.container_statuses or []),
+            ]
+            for status in statuses:
                 where = f"{ns}/{pod.metadata.name}/{status.name}"
                 readable[f"log {where}"] = read_log(core, ns, pod.metadata.name, status.name)
                 if status.restart_count:
@@ -710,6 +806,10 @@ def test_deleting_the_pipeline_removes_every_child(
             *(
                 f"job/{o.metadata.name}"
                 for o in batch.list_namespaced_job(namespace, label_selector=SELECTOR).items
+            ),
+            *(
+                f"cronjob/{o.metadata.name}"
+                for o in batch.list_namespaced_cron_job(namespace, label_selector=SELECTOR).items
             ),
         ]
         return found

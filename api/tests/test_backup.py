@@ -119,6 +119,24 @@ def test_an_upload_cut_short_leaves_no_object_that_could_pass_for_a_backup(
 
 
 @pytest.mark.s3
+def test_a_retried_upload_of_a_stored_dump_writes_nothing_so_cannot_lose_it(
+    s3_archive_uri: str, s3_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Job restarts its upload container when the prune after a good upload fails: the
+    same dump (same time, same key) is found stored, and a failure now cannot delete it."""
+    store = store_of(s3_archive_uri, s3_env)
+    dump = dump_file(tmp_path, "fraudpipe.dump")
+    first = store.upload(dump, at(0))
+
+    def fail(source: BinaryIO, target: BinaryIO, length: int = 0) -> None:
+        raise OSError("disk read error")
+
+    monkeypatch.setattr(shutil, "copyfileobj", fail)
+    assert store.upload(dump, at(0)) == first
+    assert [(b.taken_at, b.size) for b in store.backups()] == [(at(0), len(FAKE_DUMP))]
+
+
+@pytest.mark.s3
 def test_asking_for_a_backup_that_is_not_there_says_where_it_looked(
     s3_archive_uri: str, s3_env: dict[str, str]
 ) -> None:

@@ -123,6 +123,12 @@ class BackupStore:
         check_dump(dump)
         size = dump.stat().st_size
         key = f"{self.directory}/{backup_name(self.name, taken_at)}"
+        stored = self.fs.get_file_info(key)
+        if stored.type == pafs.FileType.File and stored.size == size:
+            # The Job's retry of an upload that succeeded (its prune failed, say): the key is
+            # this dump's own time, so it is stored already. Writing it again could only lose
+            # it: the clean-up of a failed second attempt would delete the good copy.
+            return StoredBackup(key, taken_at.astimezone(dt.UTC), size)
         try:
             # Streamed: a dump may be larger than the pod's memory. A retry of the same dump
             # (same time) writes the same key again, never a second copy.

@@ -11,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -23,6 +24,9 @@ from fraudpipe_common.archive.layout import (
     Run,
     offsets_of,
 )
+
+# Every archived row says which record it came from (tables.SOURCE_COLUMNS).
+RECORD_KEY = ["kafka_partition", "kafka_offset"]
 
 
 class S3Settings(BaseSettings):
@@ -97,11 +101,23 @@ class ArchiveStore:
         """One archived object (`bucket/key`), as written."""
         return pq.read_table(path, filesystem=self.fs)
 
-    def read(self, dataset: DatasetName, columns: list[str] | None = None) -> pa.Table:
+    def read(
+        self,
+        dataset: DatasetName,
+        columns: list[str] | None = None,
+        *,
+        once_per_record: bool = True,
+    ) -> pa.Table:
         """Every object of `dataset`, with its hive partition columns `dt` and `hour`. Objects
         written under another feature definition have other feature columns: the schema is
         the union of all of them, and a column an object lacks reads as null. Of `columns`,
-        those no object has are left out (the caller says what that means)."""
+        those no object has are left out (the caller says what that means).
+
+        `once_per_record`: one row per Kafka record. The archiver writes each record once,
+        but two archivers owning a partition at once (one cut off from the group that has
+        not noticed yet) could both write a window before either commits; the rows say
+        which record they are, so a reader never counts one twice. False shows every row
+        as stored (the archiver's own tests)."""
         root = self.location.dataset_path(dataset)
         if self.fs.get_file_info(root).type == pafs.FileType.NotFound:
             raise FileNotFoundError(
@@ -117,4 +133,19 @@ class ArchiveStore:
         )
         if columns is not None:
             columns = [c for c in columns if c in schema.names]
-        return found.to_table(columns=columns)
+        if not once_per_record:
+            return found.to_table(columns=columns)
+        wanted = schema.names if columns is None else columns
+        table = found.to_table(columns=list(dict.fromkeys([*wanted, *RECORD_KEY])))
+        return first_of_each_record(table).select(wanted)
+
+
+def first_of_each_record(table: pa.Table) -> pa.Table:
+    """The rows of `table` with a (partition, offset) not seen in an earlier row, in order."""
+    position = pa.array(range(table.num_rows), pa.int64())
+    keyed = table.select(RECORD_KEY).append_column("position", position)
+    first = keyed.group_by(RECORD_KEY, use_threads=False).aggregate([("position", "min")])
+    if first.num_rows == table.num_rows:
+        return table
+    positions = first["position_min"]
+    return table.take(pc.take(positions, pc.sort_indices(positions)))

@@ -115,6 +115,30 @@ def test_every_rendered_manifest_is_accepted_by_the_api_server(
     assert result.stdout.count("(server dry run)") == len(documents)
 
 
+def test_the_operator_is_scraped_where_the_prometheus_operator_is(kubeconfig: str) -> None:
+    """The pipelines' alert on failed scheduled runs reads the operator's own metrics: where
+    the ServiceMonitor CRD exists, the chart selects its metrics Service by port name."""
+
+    def render(*api_versions: str) -> list[dict[str, Any]]:
+        flags = [arg for v in api_versions for arg in ("--api-versions", v)]
+        rendered = helm(kubeconfig, "template", "dry", str(CHART), "--namespace", "ops",
+                        "--kube-version", KUBE_VERSION, *flags,
+                        "--set", "metrics.serviceMonitor.labels.release=kps").stdout  # fmt: skip
+        return [d for d in yaml.safe_load_all(rendered) if d]
+
+    assert not [d for d in render() if d["kind"] == "ServiceMonitor"]  # no CRD, no object
+    documents = render("monitoring.coreos.com/v1/ServiceMonitor")
+    (monitor,) = [d for d in documents if d["kind"] == "ServiceMonitor"]
+    (service,) = [d for d in documents if d["kind"] == "Service"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+    assert endpoint["port"] == "metrics"
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+
+
 def access(
     kube_client: Any,
     user: str,

@@ -430,6 +430,8 @@ def test_the_report_cronjob_runs_yesterdays_report_on_the_api_image_when_enabled
     assert cron["spec"]["schedule"] == "15 0 * * *"
     assert cron["spec"]["timeZone"] == "Etc/UTC"
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    # A pod that never starts fails the run at its deadline rather than hold the CronJob.
+    assert cron["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 3600
     pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "OnFailure"
     (container,) = pod["containers"]

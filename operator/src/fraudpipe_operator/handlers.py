@@ -8,6 +8,7 @@ children); a spec change is reconciled at once by the update handler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import time
@@ -115,8 +116,10 @@ def report_scheduled_runs(pipeline: FraudPipeline, outcome: Outcome) -> None:
         run = runs.get(job)
         if run is None:
             if not on:
-                metrics.SCHEDULED_JOB_FAILED.remove(*labels)
-                metrics.SCHEDULED_JOB_LAST_SUCCESS.remove(*labels)
+                for gauge in (metrics.SCHEDULED_JOB_FAILED, metrics.SCHEDULED_JOB_LAST_SUCCESS):
+                    # prometheus-client before 0.22 raises for labels it never had.
+                    with contextlib.suppress(KeyError):
+                        gauge.remove(*labels)
             continue
         metrics.SCHEDULED_JOB_FAILED.labels(*labels).set(1 if run.failed else 0)
         if run.last_succeeded is not None:

@@ -58,7 +58,8 @@ class ScheduledRun:
     @property
     def failed(self) -> bool:
         """A run was scheduled after the last success (or none ever succeeded) and is no longer
-        active: it ran out of retries. A run still retrying is active, not failed."""
+        active: it ran out of retries or past its deadline (a pod that never starts, say an
+        image that cannot be pulled, meets the deadline). A run still retrying is active."""
         if self.last_scheduled is None or self.running:
             return False
         return self.last_succeeded is None or self.last_succeeded < self.last_scheduled
@@ -125,8 +126,8 @@ def _timestamp(value: Any) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if isinstance(value, str) and value else None
 
 
-def scheduled_run(component: str, cronjob: dict[str, Any] | None) -> ScheduledRun:
-    status = (cronjob or {}).get("status") or {}
+def scheduled_run(component: str, cronjob: dict[str, Any]) -> ScheduledRun:
+    status = cronjob.get("status") or {}
     return ScheduledRun(
         component,
         _timestamp(status.get("lastScheduleTime")),
@@ -267,13 +268,12 @@ class Reconciler:
                 observations.append(workload_observation(kind, deployed.get(f"Deployment/{name}")))
             scorer = deployed.get(f"Deployment/{workloads[C.SCORER_READY]}") or {}
             scorer_replicas = int(scorer.get("status", {}).get("replicas", 0))
+            # A CronJob whose apply failed says nothing this round (the apply error does).
             scheduled = [
-                scheduled_run(
-                    obj["metadata"]["labels"][COMPONENT_LABEL],
-                    deployed.get(f"CronJob/{obj['metadata']['name']}"),
-                )
+                scheduled_run(obj["metadata"]["labels"][COMPONENT_LABEL], applied_cronjob)
                 for obj in plan.workloads
                 if obj["kind"] == "CronJob"
+                and (applied_cronjob := deployed.get(f"CronJob/{obj['metadata']['name']}"))
             ]
             observations += scheduled_jobs_observation(scheduled)
         else:

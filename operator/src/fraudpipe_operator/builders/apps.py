@@ -335,17 +335,27 @@ def cronjob_container(
     }
 
 
+# How long one run may take, retries included, before it counts as failed. Without a deadline
+# a pod that never starts (an image that cannot be pulled, a quota) keeps its run active for
+# ever, and under concurrencyPolicy Forbid no later run starts: a silent stop (decision 91).
+REPORT_DEADLINE_S = 3600
+RETENTION_DEADLINE_S = 6 * 3600  # a first clean-up of a large backlog
+BACKUP_DEADLINE_S = 12 * 3600  # pg_dump of a large database to a slow store
+
+
 def cronjob(
     pipeline: FraudPipeline,
     component: str,
     schedule: str,
     container: dict[str, Any],
     *,
+    deadline_s: int,
     init_containers: list[dict[str, Any]] | None = None,
     volumes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """`init_containers` run to completion, in order, before `container`; `volumes` are
-    there for them to share (each container names its own mounts)."""
+    there for them to share (each container names its own mounts); a run still going after
+    `deadline_s` is stopped and failed."""
     tmp, tmp_mount = tmp_volume()
     container = {**container, "volumeMounts": [tmp_mount, *container.get("volumeMounts", [])]}
     template = pod_template(pipeline, component, container, [tmp, *(volumes or [])], None)
@@ -365,7 +375,13 @@ def cronjob(
             "startingDeadlineSeconds": 3600,
             "successfulJobsHistoryLimit": 7,
             "failedJobsHistoryLimit": 3,
-            "jobTemplate": {"spec": {"backoffLimit": 3, "template": template}},
+            "jobTemplate": {
+                "spec": {
+                    "backoffLimit": 3,
+                    "activeDeadlineSeconds": deadline_s,
+                    "template": template,
+                }
+            },
         },
     }
 
@@ -382,9 +398,8 @@ def build_report_cronjob(pipeline: FraudPipeline) -> dict[str, Any]:
             value("PROMETHEUS_SELECTOR", rule_values(pipeline)["scorer"]),
         ]
     command = ["fraudpipe-api", "report", "--date", "yesterday", "--output", report.output]
-    return cronjob(
-        pipeline, "report", report.schedule, cronjob_container(pipeline, "report", command, env)
-    )
+    container = cronjob_container(pipeline, "report", command, env)
+    return cronjob(pipeline, "report", report.schedule, container, deadline_s=REPORT_DEADLINE_S)
 
 
 def build_retention_cronjob(pipeline: FraudPipeline) -> dict[str, Any]:
@@ -398,7 +413,9 @@ def build_retention_cronjob(pipeline: FraudPipeline) -> dict[str, Any]:
     if retention.feedback_days is not None:
         env.append(value("RETENTION_FEEDBACK_DAYS", retention.feedback_days))
     container = cronjob_container(pipeline, "retention", ["fraudpipe-api", "retention"], env)
-    return cronjob(pipeline, "retention", retention.schedule, container)
+    return cronjob(
+        pipeline, "retention", retention.schedule, container, deadline_s=RETENTION_DEADLINE_S
+    )
 
 
 # -- producer ---------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fraudpipe_operator.builders.apps import (
+    BACKUP_DEADLINE_S,
     app_container,
     cronjob,
     deployment,
@@ -134,6 +135,7 @@ def build_backup_cronjob(pipeline: FraudPipeline) -> dict[str, Any]:
         "backup",
         backup.schedule,
         upload,
+        deadline_s=BACKUP_DEADLINE_S,
         init_containers=[conninfo, dump],
         volumes=[dump_volume, conninfo_volume],
     )

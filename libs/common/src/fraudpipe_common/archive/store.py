@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
@@ -142,7 +143,7 @@ class ArchiveStore:
 
 def first_of_each_record(table: pa.Table) -> pa.Table:
     """The rows of `table` with a (partition, offset) not seen in an earlier row, in order."""
-    position = pa.array(range(table.num_rows), pa.int64())
+    position = pa.array(np.arange(table.num_rows, dtype=np.int64))
     keyed = table.select(RECORD_KEY).append_column("position", position)
     first = keyed.group_by(RECORD_KEY, use_threads=False).aggregate([("position", "min")])
     if first.num_rows == table.num_rows:

@@ -168,6 +168,18 @@ _STALE_MEMBER = {
 }
 
 
+# A producer fenced by its own coordinator. The transactional id is this process's own
+# (<group>.<host>.<pid>.<n>), so no other process took it over: the broker aborted one of its
+# transactions that ran past transaction.timeout.ms while the broker could not be reached (the
+# only broker killed and restarted, say) and bumped the producer's epoch, so that it can finish
+# nothing more. The transaction is gone; a new producer takes the id over and goes on.
+_FENCED_BY_COORDINATOR = {
+    KafkaError._FENCED,
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+}
+
+
 class ProducerFencedError(RuntimeError):
     """The transactional producer hit a fatal error (another process took its transactional
     id, most often, or a transaction could not be ended): this process must stop and commit
@@ -263,6 +275,9 @@ class DecisionTransactions:
     # Each abandoned producer keeps its thread, sockets and buffers for as long as its call
     # hangs: past this many, the process stops (ProducerFencedError) and is restarted whole.
     MAX_HUNG = 4
+    # Fenced this many times in a row with no commit between: something else does use the id
+    # (a transactional id set by hand, shared by two processes), and only a stop ends the duel.
+    MAX_FENCED = 3
 
     def __init__(
         self,
@@ -306,6 +321,7 @@ class DecisionTransactions:
         self._calls = _CallThread(f"txn-{transactional_id}")
         self._stuck = False  # replace the producer before its next use
         self._hung = 0  # producers abandoned in a call that never returned
+        self._fenced = 0  # producers fenced by the coordinator since the last commit
         self._initialised = False
         self._open = False  # a transaction begun and neither committed nor aborted
 
@@ -361,6 +377,7 @@ class DecisionTransactions:
                     "commit_transaction", lambda: p.commit_transaction(self._timeout_s)
                 )
                 self._open = False
+                self._fenced = 0
             except KafkaException as exc:
                 if not exc.args[0].txn_requires_abort():
                     raise  # neither retriable nor abortable: librdkafka says treat it as fatal
@@ -385,6 +402,20 @@ class DecisionTransactions:
             yield
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
+            if error.code() in _FENCED_BY_COORDINATOR and self._fenced < self.MAX_FENCED:
+                self._fenced += 1
+                self.renew()
+                log.warning(
+                    "kafka: producer %s fenced (%s): the broker aborted its transaction, which "
+                    "outlived transaction.timeout.ms while it could not be reached; replacing it",
+                    self._transactional_id,
+                    error.str(),
+                )
+                # Aborted, but said as unknown: the service then settles every producer and
+                # resumes from the group's committed offsets, the one safe place.
+                raise TransactionFailedError(
+                    f"{error.name()}: {error.str()}", outcome_unknown=True
+                ) from exc
             if error.fatal() or self._open:
                 # Fenced, or a transaction this producer cannot end: only a new process can
                 # go on (its init_transactions aborts what is left open).

@@ -40,8 +40,9 @@ async def test_a_frozen_scorer_is_fenced_when_its_partitions_move(
     zombie.proc.send_signal(signal.SIGSTOP)  # frozen with batches and transactions in flight
     try:
         successor = start_scorer(BATCH_MAX_SIZE="200")
-        # The group gives the successor every partition once the zombie's session expires; its
-        # producers take over the partitions' transactional ids and fence the zombie's.
+        # The group gives the successor every partition once the zombie's session expires.
+        # The zombie's open transactions outlive transaction.timeout.ms and the broker aborts
+        # them; awake, its offsets carry a stale generation and are refused (KIP-447).
         await successor.wait_ready(timeout_s=60)
         deadline = time.monotonic() + 60
         while successor.metric("fraudpipe_scorer_decisions_total") == 0:

@@ -181,9 +181,9 @@ _FENCED_BY_COORDINATOR = {
 
 
 class ProducerFencedError(RuntimeError):
-    """The transactional producer hit a fatal error (another process took its transactional
-    id, most often, or a transaction could not be ended): this process must stop and commit
-    nothing more."""
+    """The transactional producer hit a fatal error that a new producer cannot mend (another
+    process uses the transactional id, or producers kept hanging): this process must stop and
+    commit nothing more. A fence after a transaction timed out is not one (decision 92)."""
 
 
 class TransactionFailedError(RuntimeError):
@@ -275,8 +275,7 @@ class DecisionTransactions:
     # Each abandoned producer keeps its thread, sockets and buffers for as long as its call
     # hangs: past this many, the process stops (ProducerFencedError) and is restarted whole.
     MAX_HUNG = 4
-    # Fenced this many times in a row with no commit between: something else does use the id
-    # (a transactional id set by hand, shared by two processes), and only a stop ends the duel.
+    # Fenced this many times with no commit between, even after timeouts: stop and restart.
     MAX_FENCED = 3
 
     def __init__(
@@ -322,6 +321,8 @@ class DecisionTransactions:
         self._stuck = False  # replace the producer before its next use
         self._hung = 0  # producers abandoned in a call that never returned
         self._fenced = 0  # producers fenced by the coordinator since the last commit
+        self._transaction_timeout_s = transaction_timeout_ms / 1000
+        self._began = 0.0  # monotonic time the current transaction began
         self._initialised = False
         self._open = False  # a transaction begun and neither committed nor aborted
 
@@ -341,6 +342,7 @@ class DecisionTransactions:
                 self._resumed(self.open)
             p = self._producer
             p.begin_transaction()
+            self._began = time.monotonic()
             self._open = True
             try:
                 topic = self._decisions_topic
@@ -402,8 +404,12 @@ class DecisionTransactions:
             yield
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
-            if error.code() in _FENCED_BY_COORDINATOR and self._fenced < self.MAX_FENCED:
-                self._fenced += 1
+            # Only an open transaction at least transaction.timeout.ms old can have been
+            # aborted for its age; a younger one fenced means another producer took the id.
+            aged = self._open and time.monotonic() - self._began >= self._transaction_timeout_s
+            timed_out = aged and error.code() in _FENCED_BY_COORDINATOR
+            self._fenced += timed_out
+            if timed_out and self._fenced < self.MAX_FENCED:
                 self.renew()
                 log.warning(
                     "kafka: producer %s fenced (%s): the broker aborted its transaction, which "
@@ -411,14 +417,15 @@ class DecisionTransactions:
                     self._transactional_id,
                     error.str(),
                 )
-                # Aborted, but said as unknown: the service then settles every producer and
-                # resumes from the group's committed offsets, the one safe place.
+                # Said as unknown, not aborted: librdkafka also reports a commit the broker
+                # completed after a local failure as fatal. The service then settles every
+                # producer and resumes from the group's committed offsets, the one safe place.
                 raise TransactionFailedError(
                     f"{error.name()}: {error.str()}", outcome_unknown=True
                 ) from exc
             if error.fatal() or self._open:
-                # Fenced, or a transaction this producer cannot end: only a new process can
-                # go on (its init_transactions aborts what is left open).
+                # Fenced by another producer, or a transaction this producer cannot end: only
+                # a new process can go on (its init_transactions aborts what is left open).
                 raise ProducerFencedError(error.str()) from exc
             raise TransactionFailedError(
                 f"{error.name()}: {error.str()}", stale_member=error.code() in _STALE_MEMBER
@@ -438,7 +445,12 @@ class DecisionTransactions:
         if self._stuck:
             self._replace()
         p = self._producer
-        self._bounded("init_transactions", lambda: p.init_transactions(self._timeout_s))
+        try:
+            self._bounded("init_transactions", lambda: p.init_transactions(self._timeout_s))
+        except KafkaException as exc:
+            if exc.args[0].fatal():
+                self.renew()  # this producer can do nothing more: the next call makes another
+            raise
         self._initialised = True
 
     @property
@@ -482,7 +494,9 @@ class DecisionTransactions:
 
     def renew(self) -> None:
         """Go on with a new producer under the same transactional id, from the next `open`:
-        after one producer hung, the others hold the same stale view of the coordinators."""
+        after one producer hung, the others hold the same stale view of the coordinators.
+        `stuck` stays True until then, and the service reads it as "outcome unknown" even
+        where another failure's known outcome was the one reported."""
         self._stuck = True
         self._open = False
         self._initialised = False

@@ -23,6 +23,7 @@ from fraudpipe_common.archive.tables import ArchivedDecision, decisions_table, f
 from fraudpipe_common.contracts.decisions import Decision, Reason, Track, Verdict
 from fraudpipe_common.contracts.labels import Label
 from fraudpipe_common.features import FEATURE_NAMES
+from fraudpipe_testing.proxy import CuttableProxy
 from fraudpipe_testing.stack.services.s3 import s3_settings
 
 from .harness import API, DIGEST
@@ -272,3 +273,51 @@ async def test_the_worker_archives_two_hours_of_two_partitions_exactly_once_acro
         assert set(rows["kafka_partition"].to_pylist()) == {int(partition[1:])}
         hours = {ts.hour for ts in rows["decided_ts"].to_pylist()}
         assert hours == {int(name.split("/")[1].removeprefix("hour="))}, name
+
+
+@pytest.mark.kafka
+@pytest.mark.s3
+async def test_the_worker_waits_for_a_broker_it_cannot_reach_yet_then_archives(
+    kafka_bootstrap: str,
+    kafka_topic: Callable[..., str],
+    s3_env: dict[str, str],
+    s3_archive_uri: str,
+    tmp_path: Path,
+) -> None:
+    """A new pod's first second, when the broker's name may not resolve yet: the worker keeps
+    trying (it used to exit, and wait out a crash-loop back-off), then archives."""
+    decisions_topic = kafka_topic(partitions=1, prefix="decisions")
+    made = [decision(i, H10 + dt.timedelta(seconds=i)) for i in range(30)]
+    await produce(kafka_bootstrap, decisions_topic, [(d.tx_id, d.to_json()) for d in made])
+    host, _, port = kafka_bootstrap.rpartition(":")
+    proxy = CuttableProxy(host, int(port))
+    await proxy.start()
+    proxy.cut()  # every connection refused, as with no broker there yet
+    env = {
+        **os.environ,
+        **s3_env,
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{proxy.port}",
+        "DECISIONS_TOPIC": decisions_topic,
+        "ARCHIVE_URI": s3_archive_uri,
+        "ARCHIVE_LABELS": "false",
+        "ARCHIVE_CONSUMER_GROUP": f"archive-{decisions_topic}",
+        "ARCHIVE_MAX_WAIT_S": "1",
+    }
+    log = tmp_path / "archive.log"
+    with log.open("ab") as out:
+        worker = await asyncio.create_subprocess_exec(
+            API, "archive", env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        await asyncio.sleep(4)
+        assert worker.returncode is None, tail(log)  # still there, trying again
+        assert "kafka unreachable" in log.read_text(), tail(log)
+        proxy.restore()
+        store = store_of(s3_archive_uri, s3_env)
+        await wait_for_rows(store, DatasetName.DECISIONS, len(made), worker, log, within_s=60)
+    finally:
+        if worker.returncode is None:
+            worker.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(worker.wait(), timeout=30)
+        await proxy.stop()
+    assert worker.returncode == 0, tail(log)

@@ -109,7 +109,10 @@ def test_every_pod_of_the_pipeline_runs(
 ) -> None:
     core = client.CoreV1Api(api_client)
     pods = pipeline_pods(core, namespace)
-    check_pods_run(pods)
+    try:
+        check_pods_run(pods)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{not_ready_report(core, namespace, pods)}") from None
     (broker,) = [p for p in pods if component(p) == "kafka"]
     assert broker.spec.containers[0].name == ("kafka" if target.flavor == "kafka" else "redpanda")
     # The services run the images the chart was given, under the restricted profile.
@@ -781,6 +784,22 @@ def test_generated_passwords_never_leave_their_secrets(
         if value in text
     ]
     assert not leaks, leaks
+
+
+def not_ready_report(core: client.CoreV1Api, namespace: str, pods: list[Any]) -> str:
+    """What each pod that is not ready says: its containers' states and their logs."""
+    lines = []
+    for pod in pods:
+        if ready(pod) or pod.status.phase == "Succeeded":
+            continue
+        for status in pod.status.container_statuses or []:
+            lines.append(
+                f"{pod.metadata.name}/{status.name}: {status.state} last {status.last_state}"
+            )
+            for previous in (True, False):
+                log = read_log(core, namespace, pod.metadata.name, status.name, previous)
+                lines.append(f"--- {'previous ' if previous else ''}log:\n{log[-3000:]}")
+    return "\n".join(lines)
 
 
 def read_log(

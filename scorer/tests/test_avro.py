@@ -18,8 +18,9 @@ import pytest
 from fraudpipe_common.contracts import transactions_avro
 from fraudpipe_common.contracts.dlq import Rejection
 from fraudpipe_common.schema_registry import SchemaRegistryClient
+from fraudpipe_testing.proxy import CuttableProxy
 
-from .harness import CuttableProxy, ScorerProcess, produce, read_committed, traffic
+from .harness import ScorerProcess, produce, read_committed, traffic
 from .test_pipeline import by_tx
 
 pytestmark = [

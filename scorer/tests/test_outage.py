@@ -10,8 +10,9 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from fraudpipe_common.contracts.decisions import Verdict
+from fraudpipe_testing.proxy import CuttableProxy
 
-from .harness import CuttableProxy, produce, read_committed, traffic, transaction_messages
+from .harness import produce, read_committed, traffic, transaction_messages
 from .test_pipeline import StartScorer, alert_rows, by_tx
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.postgres, pytest.mark.timeout(180)]

@@ -35,7 +35,7 @@ from aiokafka.errors import KafkaError
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fraudpipe_api.workers import committed_reader, stop_on_signals
+from fraudpipe_api.workers import committed_reader, start_when_reachable, stop_on_signals
 from fraudpipe_common.archive.layout import ArchiveLocation, DatasetName, split_runs
 from fraudpipe_common.archive.store import ArchiveStore, S3Settings
 from fraudpipe_common.archive.tables import (
@@ -256,7 +256,8 @@ async def run(
                 if tp in consumer.paused():
                     consumer.resume(tp)
 
-    await consumer.start()
+    if not await start_when_reachable(consumer, stopping):
+        return  # stopped before Kafka answered: nothing read, nothing to write
     log.info("archiving %s to %s", ", ".join(datasets), location.uri)
     try:
         while not stopping.is_set():

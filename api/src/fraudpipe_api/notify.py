@@ -35,7 +35,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fraudpipe_api.metrics import NotifyMetrics
-from fraudpipe_api.workers import committed_reader, stop_on_signals
+from fraudpipe_api.workers import committed_reader, start_when_reachable, stop_on_signals
 from fraudpipe_common.contracts.decisions import Decision, Track, Verdict
 from fraudpipe_common.kafka import KafkaSettings, TopicSettings
 
@@ -279,7 +279,8 @@ async def run(settings: NotifySettings, kafka: KafkaSettings, topics: TopicSetti
             client,
         )
         notifier = Notifier(settings, webhook, metrics)
-        await consumer.start()
+        if not await start_when_reachable(consumer, stopping):
+            return
         # The host only: webhook paths carry the secret (Slack's /services/T…/B…/<secret>).
         # (hostname, not netloc: a URL may carry user:password@ before the host)
         log.info("notifying %s of BLOCKs and spikes on %s", urlsplit(settings.webhook_url).hostname,

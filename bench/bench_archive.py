@@ -17,13 +17,12 @@ import argparse
 import datetime as dt
 import random
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from bench_decode import best_of  # bench/ is on the path of a bench run
 
 from fraudpipe_common.archive.layout import ArchiveLocation, DatasetName, Run
 from fraudpipe_common.archive.store import ArchiveStore
@@ -51,15 +50,6 @@ def decision(i: int, rng: random.Random) -> Decision:
         event_ts=decided - dt.timedelta(milliseconds=40),
         decided_ts=decided,
     )
-
-
-def best_of(runs: int, work: Callable[[], object]) -> float:
-    timings = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        work()
-        timings.append(time.perf_counter() - start)
-    return min(timings)
 
 
 def write_objects(store: ArchiveStore, records: list[ArchivedDecision], per_object: int,

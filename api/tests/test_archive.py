@@ -190,6 +190,28 @@ def tail(log: Path) -> str:
     return log.read_text()[-3000:]
 
 
+def worker_env(bootstrap: str, decisions_topic: str, s3_env: dict[str, str], uri: str,
+               **extra: str) -> dict[str, str]:  # fmt: skip
+    """`fraudpipe-api archive`'s environment: this broker, topic and store, windows of 1 s."""
+    return {
+        **os.environ,
+        **s3_env,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "DECISIONS_TOPIC": decisions_topic,
+        "ARCHIVE_URI": uri,
+        "ARCHIVE_CONSUMER_GROUP": f"archive-{decisions_topic}",
+        "ARCHIVE_MAX_WAIT_S": "1",
+        **extra,
+    }
+
+
+async def start_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            API, "archive", env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
 async def wait_for_rows(store: ArchiveStore, dataset: DatasetName, rows: int, worker: object,
                         log: Path, within_s: float = 120) -> None:  # fmt: skip
     deadline = time.monotonic() + within_s
@@ -219,28 +241,12 @@ async def test_the_worker_archives_two_hours_of_two_partitions_exactly_once_acro
     made = [decision(i, H10 + dt.timedelta(minutes=50) + dt.timedelta(seconds=12 * i))
             for i in range(200)]  # fmt: skip  # hour 10 up to i = 49, hour 11 after
     labels = [Label(tx_id=d.tx_id, is_fraud=i % 10 == 0) for i, d in enumerate(made)]
-    env = {
-        **os.environ,
-        **s3_env,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "DECISIONS_TOPIC": decisions_topic,
-        "LABELS_TOPIC": labels_topic,
-        "ARCHIVE_URI": s3_archive_uri,
-        "ARCHIVE_CONSUMER_GROUP": f"archive-{decisions_topic}",
-        "ARCHIVE_MAX_RECORDS": "20",
-        "ARCHIVE_MAX_WAIT_S": "1",
-    }
+    env = worker_env(kafka_bootstrap, decisions_topic, s3_env, s3_archive_uri,
+                     LABELS_TOPIC=labels_topic, ARCHIVE_MAX_RECORDS="20")  # fmt: skip
     store = store_of(s3_archive_uri, s3_env)
     log = tmp_path / "archive.log"
-
-    async def start() -> asyncio.subprocess.Process:
-        with log.open("ab") as out:
-            return await asyncio.create_subprocess_exec(
-                API, "archive", env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-
     await produce(kafka_bootstrap, decisions_topic, [(d.tx_id, d.to_json()) for d in made[:120]])
-    worker = await start()
+    worker = await start_worker(env, log)
     try:
         await wait_for_rows(store, DatasetName.DECISIONS, 40, worker, log)
         worker.kill()  # no chance to commit what it wrote last
@@ -248,7 +254,7 @@ async def test_the_worker_archives_two_hours_of_two_partitions_exactly_once_acro
         await produce(kafka_bootstrap, decisions_topic,
                       [(d.tx_id, d.to_json()) for d in made[120:]])  # fmt: skip
         await produce(kafka_bootstrap, labels_topic, [(lb.tx_id, lb.to_json()) for lb in labels])
-        worker = await start()
+        worker = await start_worker(env, log)
         await wait_for_rows(store, DatasetName.DECISIONS, len(made), worker, log)
         await wait_for_rows(store, DatasetName.LABELS, len(labels), worker, log)
     finally:
@@ -293,21 +299,10 @@ async def test_the_worker_waits_for_a_broker_it_cannot_reach_yet_then_archives(
     proxy = CuttableProxy(host, int(port))
     await proxy.start()
     proxy.cut()  # every connection refused, as with no broker there yet
-    env = {
-        **os.environ,
-        **s3_env,
-        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{proxy.port}",
-        "DECISIONS_TOPIC": decisions_topic,
-        "ARCHIVE_URI": s3_archive_uri,
-        "ARCHIVE_LABELS": "false",
-        "ARCHIVE_CONSUMER_GROUP": f"archive-{decisions_topic}",
-        "ARCHIVE_MAX_WAIT_S": "1",
-    }
+    env = worker_env(f"127.0.0.1:{proxy.port}", decisions_topic, s3_env, s3_archive_uri,
+                     ARCHIVE_LABELS="false")  # fmt: skip
     log = tmp_path / "archive.log"
-    with log.open("ab") as out:
-        worker = await asyncio.create_subprocess_exec(
-            API, "archive", env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+    worker = await start_worker(env, log)
     try:
         await asyncio.sleep(4)
         assert worker.returncode is None, tail(log)  # still there, trying again
